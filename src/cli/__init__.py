@@ -1,0 +1,1 @@
+"""Command-line tools: `replog up` starts a local cluster."""

@@ -1,0 +1,143 @@
+"""`replog`: command-line tools. `replog up` runs a local three-node cluster."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from common.config import EnvArgumentParser, port, positive_float
+from common.logs import LOG_FORMATS
+
+STOP_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    argv: list[str]
+
+
+def cluster_specs(host: str, base_port: int, slow_delay: float, log_format: str) -> list[NodeSpec]:
+    """Master on base_port, a fast secondary on +1, a slow one on +2."""
+    master_url = f"http://{host}:{base_port}"
+    python = sys.executable
+    common = ["--host", host, "--log-format", log_format]
+    return [
+        NodeSpec(
+            "master",
+            [python, "-m", "master", *common, "--port", str(base_port), "--secondaries", "2"],
+        ),
+        NodeSpec(
+            "secondary",
+            [
+                python,
+                "-m",
+                "secondary",
+                *common,
+                "--port",
+                str(base_port + 1),
+                "--master",
+                master_url,
+                "--id",
+                "secondary",
+                "--delay",
+                "0",
+            ],
+        ),
+        NodeSpec(
+            "secondary_slow",
+            [
+                python,
+                "-m",
+                "secondary",
+                *common,
+                "--port",
+                str(base_port + 2),
+                "--master",
+                master_url,
+                "--id",
+                "secondary_slow",
+                "--delay",
+                str(slow_delay),
+            ],
+        ),
+    ]
+
+
+def build_parser() -> EnvArgumentParser:
+    parser = EnvArgumentParser(prog="replog", description="replog command-line tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser(
+        "up",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="run a local cluster in the foreground (Ctrl-C stops it)",
+        description="Start a master and two secondaries (one fast, one slow) as local "
+        "processes, without Docker. Their logs go to stdout; Ctrl-C stops all three.",
+    )
+    up.add_argument("--host", default="127.0.0.2", help="address all three nodes listen on")
+    up.add_argument(
+        "--port", default=5000, type=port, help="master port; the secondaries use the next two"
+    )
+    up.add_argument(
+        "--slow-delay",
+        default=10.0,
+        type=positive_float,
+        help="artificial delay of the slow secondary, in seconds",
+    )
+    up.add_argument(
+        "--log-format", default="json", choices=LOG_FORMATS, help="log format of the nodes"
+    )
+    return parser
+
+
+def run_cluster(specs: list[NodeSpec]) -> int:
+    """Run the nodes until Ctrl-C / SIGTERM or until one of them exits."""
+    stop_requested = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    procs = {spec.name: subprocess.Popen(spec.argv) for spec in specs}
+    print(f"replog up: started {', '.join(procs)}; Ctrl-C stops them", file=sys.stderr, flush=True)
+    exit_code = 0
+    while not stop_requested:
+        exited = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
+        if exited:
+            print(f"replog up: {exited} exited; stopping the cluster", file=sys.stderr, flush=True)
+            exit_code = 1
+            break
+        time.sleep(0.2)
+    stop_all(list(procs.values()))
+    return exit_code
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        specs = cluster_specs(args.host, args.port, args.slow_delay, args.log_format)
+        sys.exit(run_cluster(specs))
+
+
+if __name__ == "__main__":
+    main()

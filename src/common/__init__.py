@@ -1,0 +1,1 @@
+"""Pieces both node kinds use: logging, JSON handlers, backoff, config helpers."""

@@ -1,0 +1,84 @@
+"""JSON request handlers shared by master and secondary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import tornado.web
+
+from core import RequestError
+from core.entry import Entry
+
+JSON_TYPE = "application/json"
+
+
+def decode_json_body(body: bytes) -> Any:
+    """Decode a request body, or raise a 400 that says what is wrong with it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError(400, "the body is not valid UTF-8") from None
+        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def render_messages(entries: list[Entry]) -> bytes:
+    return orjson.dumps({"messages": [e.to_public() for e in entries]})
+
+
+def parse_paging(handler: tornado.web.RequestHandler) -> tuple[int, int | None]:
+    """`?from=<seq>&limit=<n>` for `GET /`: both optional, both positive integers."""
+    values = []
+    for name in ("from", "limit"):
+        raw = handler.get_query_argument(name, None)
+        if raw is None:
+            values.append(None)
+            continue
+        if not raw.isdigit() or int(raw) < 1:
+            raise RequestError(
+                400, f'query parameter "{name}" must be a positive integer, got {raw!r}'
+            )
+        values.append(int(raw))
+    start, limit = values
+    return (start or 1), limit
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    """Base handler: every answer, errors included, is a JSON document."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", JSON_TYPE)
+
+    def send_json(self, document: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(document if isinstance(document, bytes) else orjson.dumps(document))
+
+    def send_error_json(self, status: int, message: str, **extra: Any) -> None:
+        self.send_json({"error": message, **extra}, status)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, RequestError):
+            self.set_status(exc.status)
+            self.finish(orjson.dumps({"error": exc.message}))
+            return
+        if status_code == 405:
+            reason = f"{self.request.method} is not allowed on {self.request.path}"
+        elif status_code == 500:
+            reason = "internal error, see the node's log"
+        else:
+            reason = self._reason
+        self.finish(orjson.dumps({"error": reason}))
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(value, RequestError):
+            return  # a client error, answered as such; not a server fault
+        super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(JsonHandler):
+    def prepare(self) -> None:
+        self.send_error_json(404, f"no such endpoint: {self.request.method} {self.request.path}")

@@ -1,0 +1,36 @@
+"""One log entry: what every node stores and replicates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# A client's idempotency key: compared as a JSON value, so 1 and "1" differ.
+ClientId = int | str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A message at its place in the total order.
+
+    `seq` is the position in the log (1, 2, 3, ...). `epoch` is the master run
+    that created the entry; it lets a node tell two different entries that
+    claim the same `seq` apart.
+    """
+
+    seq: int
+    epoch: int
+    id: ClientId | None
+    message: str
+
+    def to_wire(self) -> list:
+        """Compact form used on the replication stream."""
+        return [self.seq, self.epoch, self.id, self.message]
+
+    @classmethod
+    def from_wire(cls, item: list) -> Entry:
+        seq, epoch, client_id, message = item
+        return cls(seq, epoch, client_id, message)
+
+    def to_public(self) -> dict:
+        """The shape clients see in `GET /`."""
+        return {"seq": self.seq, "id": self.id, "message": self.message}

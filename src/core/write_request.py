@@ -1,0 +1,93 @@
+"""Validation of a client's write: the rules for `message`, `w` and `id`.
+
+Pure functions over already-decoded JSON, so the same rules serve the HTTP
+handler and the unit tests. A request that fails here changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from core.entry import ClientId
+
+MAJORITY = "majority"
+# Integer ids must survive a round trip through every JSON library we use.
+ID_INT_MIN = -(2**63)
+ID_INT_MAX = 2**63 - 1
+
+
+class RequestError(Exception):
+    """A client error: the HTTP status to answer and a message saying how to fix it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    message: str
+    w: int
+    id: ClientId | None
+
+
+def show(value: object) -> str:
+    """A value as the client wrote it (JSON), for error messages."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def majority(cluster_size: int) -> int:
+    return cluster_size // 2 + 1
+
+
+def is_json_int(value: object) -> bool:
+    # bool is a subclass of int in Python but not an integer in JSON.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def resolve_w(raw: object, cluster_size: int) -> int:
+    """Turn the client's `w` into a node count in 1..cluster_size."""
+    if raw is None:
+        return cluster_size
+    if raw == MAJORITY:
+        return majority(cluster_size)
+    if not is_json_int(raw):
+        raise RequestError(
+            400,
+            f'"w" must be an integer from 1 to {cluster_size} or "majority", got {show(raw)}',
+        )
+    if not 1 <= raw <= cluster_size:
+        raise RequestError(
+            400,
+            f'"w" must be between 1 and {cluster_size} (the cluster has '
+            f"{cluster_size} nodes, master included), got {raw}",
+        )
+    return raw
+
+
+def validate_id(raw: object) -> ClientId | None:
+    if raw is None or isinstance(raw, str):
+        return raw
+    if is_json_int(raw) and ID_INT_MIN <= raw <= ID_INT_MAX:
+        return raw
+    raise RequestError(
+        400, f'"id" must be a string or a 64-bit integer (or left out), got {show(raw)}'
+    )
+
+
+def parse_write(doc: object, cluster_size: int) -> WriteRequest:
+    """Validate a decoded `POST /` body against a cluster of `cluster_size` nodes."""
+    if not isinstance(doc, dict):
+        raise RequestError(400, 'the body must be a JSON object like {"message": "hi", "w": 1}')
+    message = doc.get("message")
+    if not isinstance(message, str):
+        what = "missing" if "message" not in doc else f"not a string ({show(message)})"
+        raise RequestError(400, f'"message" is {what}: send {{"message": "<text>"}}')
+    w = resolve_w(doc.get("w"), cluster_size)
+    client_id = validate_id(doc.get("id"))
+    return WriteRequest(message=message, w=w, id=client_id)

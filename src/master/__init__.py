@@ -1,0 +1,1 @@
+"""The master: accepts writes, orders them, replicates them to secondaries."""

@@ -1,0 +1,52 @@
+"""`replog-master`: run the master."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from common.logs import configure_logging
+from common.process import serve_until_signalled
+from master.app import make_server
+from master.config import MasterConfig, parse_config
+from master.node import MasterNode
+
+
+async def run(config: MasterConfig) -> None:
+    node = MasterNode(config)
+    server = make_server(node)
+
+    async def start() -> None:
+        server.listen(config.port, config.host)
+        structlog.get_logger("replog.master").info(
+            "listening",
+            host=config.host,
+            port=config.port,
+            expected_secondaries=config.secondaries,
+            max_body_bytes=config.max_body_bytes,
+        )
+
+    async def stop() -> None:
+        server.stop()
+        await node.stop()
+
+    await serve_until_signalled(start, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_config(argv)
+    configure_logging(config.log_format, node="master")
+    try:
+        asyncio.run(run(config))
+    except OSError as exc:
+        print(
+            f"replog-master: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The master's Tornado application and server."""
+
+from __future__ import annotations
+
+import tornado.httpserver
+import tornado.web
+
+from common.web import NotFoundHandler
+from master.handlers import HealthHandler, LogHandler, RegisterHandler
+from master.node import MasterNode
+
+# Bodies over --max-body-bytes are refused by the handler with a JSON 413; this
+# outer bound only keeps an absurd Content-Length from being read at all.
+SERVER_BODY_LIMIT = 1 << 30
+
+
+def make_app(node: MasterNode) -> tornado.web.Application:
+    return tornado.web.Application(
+        [
+            (r"/", LogHandler, {"node": node}),
+            (r"/register", RegisterHandler, {"node": node}),
+            (r"/health", HealthHandler, {"node": node}),
+        ],
+        default_handler_class=NotFoundHandler,
+        log_function=lambda handler: None,
+    )
+
+
+def make_server(node: MasterNode) -> tornado.httpserver.HTTPServer:
+    return tornado.httpserver.HTTPServer(
+        make_app(node), max_body_size=max(SERVER_BODY_LIMIT, node.config.max_body_bytes)
+    )

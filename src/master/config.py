@@ -1,0 +1,82 @@
+"""The master's one config object, from flags and environment variables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from common.config import EnvArgumentParser, non_negative_int, port, positive_float
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class MasterConfig:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    secondaries: int = 0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    log_format: str = "json"
+    retry_initial: float = 0.05
+    retry_max: float = 2.0
+    # WebSocket keep-alive on the replication stream (Tornado wants timeout <= interval).
+    ping_interval: float = 2.0
+    ping_timeout: float = 2.0
+
+
+def build_parser() -> EnvArgumentParser:
+    parser = EnvArgumentParser(
+        prog="replog-master",
+        description="Run the replog master: accepts writes on POST /, answers once "
+        "w nodes hold them, and streams the log to every registered secondary.",
+    )
+    parser.add_env_argument(
+        "--host", env=["REPLOG_HOST"], default="127.0.0.1", help="address to listen on"
+    )
+    parser.add_env_argument(
+        "--port", env=["REPLOG_PORT"], default=5000, type=port, help="port to listen on"
+    )
+    parser.add_env_argument(
+        "--secondaries",
+        env=["REPLOG_SECONDARIES"],
+        default=0,
+        type=non_negative_int,
+        help="how many secondaries the cluster is meant to have; the cluster size N is "
+        "1 + max(this, secondaries registered so far)",
+    )
+    parser.add_env_argument(
+        "--max-body-bytes",
+        env=["REPLOG_MAX_BODY_BYTES"],
+        default=DEFAULT_MAX_BODY_BYTES,
+        type=non_negative_int,
+        help="largest POST body accepted; larger ones get 413",
+    )
+    parser.add_env_argument(
+        "--retry-initial",
+        env=["REPLOG_RETRY_INITIAL"],
+        default=0.05,
+        type=positive_float,
+        help="first reconnect delay to a secondary, in seconds (doubles each failure)",
+    )
+    parser.add_env_argument(
+        "--retry-max",
+        env=["REPLOG_RETRY_MAX"],
+        default=2.0,
+        type=positive_float,
+        help="cap on the reconnect delay, in seconds (jittered between half and all of it)",
+    )
+    parser.add_log_format()
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
+    args = build_parser().parse_args(argv)
+    return MasterConfig(
+        host=args.host,
+        port=args.port,
+        secondaries=args.secondaries,
+        max_body_bytes=args.max_body_bytes,
+        log_format=args.log_format,
+        retry_initial=args.retry_initial,
+        retry_max=args.retry_max,
+    )

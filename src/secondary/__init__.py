@@ -1,0 +1,1 @@
+"""A secondary: holds a replica of the master's log and serves reads."""

@@ -1,0 +1,57 @@
+"""`replog-secondary`: run a secondary."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from common.logs import configure_logging
+from common.process import serve_until_signalled
+from secondary.app import make_server
+from secondary.config import SecondaryConfig, parse_config
+from secondary.node import SecondaryNode
+from secondary.registrar import Registrar
+
+
+async def run(config: SecondaryConfig) -> None:
+    node = SecondaryNode(config)
+    server = make_server(node)
+    registrar = Registrar(node)
+
+    async def start() -> None:
+        server.listen(config.port, config.host)
+        structlog.get_logger("replog.secondary").info(
+            "listening",
+            host=config.host,
+            port=config.port,
+            master=config.master_url,
+            url=config.url,
+            delay_s=config.delay,
+        )
+        registrar.start()
+
+    async def stop() -> None:
+        server.stop()
+        await registrar.stop()
+
+    await serve_until_signalled(start, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_config(argv)
+    configure_logging(config.log_format, node=config.secondary_id)
+    try:
+        asyncio.run(run(config))
+    except OSError as exc:
+        print(
+            f"replog-secondary: cannot listen on {config.host}:{config.port}: {exc}",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The secondary's Tornado application and server."""
+
+from __future__ import annotations
+
+import tornado.httpserver
+import tornado.web
+
+from common import wire
+from common.web import NotFoundHandler
+from secondary.handlers import HealthHandler, LogHandler, ReplicationHandler
+from secondary.node import SecondaryNode
+
+
+def make_app(node: SecondaryNode) -> tornado.web.Application:
+    return tornado.web.Application(
+        [
+            (r"/", LogHandler, {"node": node}),
+            (r"/health", HealthHandler, {"node": node}),
+            (wire.REPLICATION_PATH, ReplicationHandler, {"node": node}),
+        ],
+        default_handler_class=NotFoundHandler,
+        log_function=lambda handler: None,
+        websocket_max_message_size=wire.MAX_MESSAGE_BYTES,
+        websocket_ping_interval=node.config.ping_interval,
+        websocket_ping_timeout=node.config.ping_timeout,
+    )
+
+
+def make_server(node: SecondaryNode) -> tornado.httpserver.HTTPServer:
+    return tornado.httpserver.HTTPServer(make_app(node))

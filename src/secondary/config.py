@@ -1,0 +1,125 @@
+"""The secondary's one config object, from flags and environment variables."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from common.config import EnvArgumentParser, port, positive_float
+
+
+@dataclass(frozen=True)
+class SecondaryConfig:
+    host: str
+    port: int
+    master_url: str
+    secondary_id: str
+    delay: float = 0.0
+    advertise_url: str = ""
+    log_format: str = "json"
+    retry_initial: float = 0.05
+    retry_max: float = 2.0
+    # WebSocket keep-alive on the replication stream (Tornado wants timeout <= interval).
+    ping_interval: float = 2.0
+    ping_timeout: float = 2.0
+
+    @property
+    def url(self) -> str:
+        """The URL the master uses to reach this secondary."""
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{raw!r} is not an http(s) URL like http://127.0.0.2:5000")
+    return raw.rstrip("/")
+
+
+def build_parser() -> EnvArgumentParser:
+    parser = EnvArgumentParser(
+        prog="replog-secondary",
+        description="Run a replog secondary: registers with the master (retrying until it "
+        "answers), receives the log over a replication stream and serves GET /.",
+    )
+    parser.add_env_argument(
+        "--host", env=["REPLOG_HOST"], default="127.0.0.1", help="address to listen on"
+    )
+    parser.add_env_argument(
+        "--port", env=["REPLOG_PORT"], default=5001, type=port, help="port to listen on"
+    )
+    parser.add_env_argument(
+        "--master",
+        env=["MASTER_URL"],
+        default=None,
+        type=http_url,
+        help="the master's URL, e.g. http://127.0.0.2:5000 (required)",
+    )
+    parser.add_env_argument(
+        "--id",
+        env=["SECONDARY_ID"],
+        default=None,
+        help="this secondary's name, unique in the cluster (required)",
+    )
+    parser.add_env_argument(
+        "--delay",
+        env=["SECONDARY_DELAY", "SECONDARY_DELAYS"],
+        default=0.0,
+        type=positive_float,
+        help="artificial delay: hold each replication batch this many seconds before "
+        "applying and acknowledging it",
+    )
+    parser.add_env_argument(
+        "--advertise",
+        env=["SECONDARY_ADVERTISE_URL"],
+        default=None,
+        type=http_url,
+        help="URL the master should use to reach this node [default: http://HOST:PORT]",
+    )
+    parser.add_env_argument(
+        "--retry-initial",
+        env=["REPLOG_RETRY_INITIAL"],
+        default=0.05,
+        type=positive_float,
+        help="first registration retry delay, in seconds (doubles each failure)",
+    )
+    parser.add_env_argument(
+        "--retry-max",
+        env=["REPLOG_RETRY_MAX"],
+        default=2.0,
+        type=positive_float,
+        help="cap on the registration retry delay, in seconds",
+    )
+    parser.add_log_format()
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.master:
+        parser.error("--master (or $MASTER_URL) is required")
+    if not args.id:
+        parser.error("--id (or $SECONDARY_ID) is required")
+    if args.id == "master":
+        parser.error('--id must not be "master" (that name is the master\'s)')
+    return SecondaryConfig(
+        host=args.host,
+        port=args.port,
+        master_url=args.master,
+        secondary_id=args.id,
+        delay=args.delay,
+        advertise_url=args.advertise or "",
+        log_format=args.log_format,
+        retry_initial=args.retry_initial,
+        retry_max=args.retry_max,
+    )

@@ -1,0 +1,88 @@
+"""Transport: keep this secondary registered with the master.
+
+Whenever no replication stream is attached, register (again), retrying with
+capped, jittered backoff until the master answers. So start order never
+matters, a restarted master learns about us again, and a registration after
+a restart tells the master how much we hold, which is how catch-up starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+import structlog
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from common.backoff import Backoff
+from secondary.node import SecondaryNode
+
+log = structlog.get_logger("replog.secondary")
+
+# After a successful registration, how long to wait for the master's stream
+# before registering again.
+STREAM_WAIT_SECONDS = 3.0
+
+
+class Registrar:
+    def __init__(self, node: SecondaryNode) -> None:
+        self.node = node
+        config = node.config
+        self._backoff = Backoff(initial=config.retry_initial, maximum=config.retry_max)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            if self.node.stream is not None:
+                self.node.stream_changed.clear()
+                await self.node.stream_changed.wait()
+                continue
+            if await self._register_once():
+                self._backoff.reset()
+                await self._wait_for_stream(STREAM_WAIT_SECONDS)
+            else:
+                await self._wait_for_stream(self._backoff.next_delay())
+
+    async def _wait_for_stream(self, seconds: float) -> None:
+        self.node.stream_changed.clear()
+        if self.node.stream is None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.node.stream_changed.wait(), seconds)
+
+    async def _register_once(self) -> bool:
+        config = self.node.config
+        body = {
+            "id": config.secondary_id,
+            "url": config.url,
+            "contiguous_seq": self.node.follower.contiguous_seq,
+        }
+        request = HTTPRequest(
+            config.master_url + "/register",
+            method="POST",
+            body=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+            connect_timeout=3,
+            request_timeout=5,
+        )
+        try:
+            await AsyncHTTPClient().fetch(request)
+        except (OSError, HTTPClientError) as exc:
+            log.info("register_failed", master=config.master_url, error=str(exc))
+            return False
+        log.info(
+            "registered",
+            master=config.master_url,
+            url=config.url,
+            contiguous_seq=body["contiguous_seq"],
+        )
+        return True
