@@ -1,0 +1,24 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.cluster import Cluster
+
+
+@pytest.fixture
+def cluster_factory(tmp_path):
+    clusters: list[Cluster] = []
+
+    def make(secondaries: int | None = None) -> Cluster:
+        workdir = tmp_path / f"cluster{len(clusters)}"
+        workdir.mkdir()
+        cluster = Cluster(workdir, secondaries)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.stop()

@@ -1,0 +1,1 @@
+"""Test helpers: process clusters, HTTP helpers, waiting on conditions."""

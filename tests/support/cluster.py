@@ -1,0 +1,178 @@
+"""Run replog's real console scripts as processes on free loopback addresses."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from support import http
+from support.waiting import wait_until
+
+BIN = Path(sys.executable).parent
+# Each test cluster gets its own 127.0.0.x address so clusters never collide.
+_hosts = itertools.cycle(range(10, 250))
+
+
+def next_host() -> str:
+    for _ in range(240):
+        host = f"127.0.{os.getpid() % 200 + 1}.{next(_hosts)}"
+        try:
+            with socket.socket() as sock:
+                sock.bind((host, 0))
+            return host
+        except OSError:
+            continue
+    raise RuntimeError("no free loopback address")
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Node:
+    name: str
+    argv: list[str]
+    url: str
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> Node:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
+        log.close()
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, in-memory state gone."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def events(self) -> list[dict]:
+        """The node's structured log, one JSON object per line."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def messages(self) -> list[dict]:
+        return http.messages(self.url + "/")
+
+    def health(self) -> dict:
+        return http.get(self.url + "/health").body
+
+
+class Cluster:
+    """A master and secondaries started as separate processes."""
+
+    def __init__(self, tmp_path: Path, secondaries: int | None = None) -> None:
+        self.tmp_path = tmp_path
+        self.host = next_host()
+        self.expected = secondaries
+        self.master: Node | None = None
+        self.secondaries: dict[str, Node] = {}
+
+    @property
+    def master_url(self) -> str:
+        assert self.master is not None
+        return self.master.url
+
+    def start_master(self, *extra: str) -> Node:
+        port = free_port(self.host)
+        argv = [str(BIN / "replog-master"), "--host", self.host, "--port", str(port)]
+        if self.expected is not None:
+            argv += ["--secondaries", str(self.expected)]
+        self.master = Node(
+            "master", [*argv, *extra], f"http://{self.host}:{port}", self.tmp_path / "master.log"
+        ).start()
+        wait_until(lambda: http.get(self.master_url + "/health").status == 200, what="master up")
+        return self.master
+
+    def add_secondary(
+        self, name: str, delay: float = 0.0, port: int | None = None, wait: bool = True
+    ) -> Node:
+        port = port or free_port(self.host)
+        argv = [
+            str(BIN / "replog-secondary"),
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--master",
+            self.master_url,
+            "--id",
+            name,
+            "--delay",
+            str(delay),
+        ]
+        node = Node(name, argv, f"http://{self.host}:{port}", self.tmp_path / f"{name}.log").start()
+        self.secondaries[name] = node
+        if wait:
+            self.wait_connected(name)
+        return node
+
+    def restart_secondary(self, name: str) -> Node:
+        node = self.secondaries[name]
+        node.kill()
+        node.start()
+        self.wait_connected(name)
+        return node
+
+    def wait_connected(self, name: str, timeout: float = 15.0) -> None:
+        def connected() -> bool:
+            for s in self.master.health()["secondaries"]:
+                if s["id"] == name and s["status"] == "healthy":
+                    return http.get(self.secondaries[name].url + "/health").body["stream"]
+            return False
+
+        wait_until(connected, timeout, what=f"{name} connected to the master")
+
+    def nodes(self) -> Iterator[Node]:
+        if self.master:
+            yield self.master
+        yield from self.secondaries.values()
+
+    def write(
+        self, message: str, w: int | str | None = None, id: object = None, **kw
+    ) -> http.Response:
+        body: dict = {"message": message}
+        if w is not None:
+            body["w"] = w
+        if id is not None:
+            body["id"] = id
+        return http.post(self.master_url + "/", body, **kw)
+
+    def stop(self) -> None:
+        for node in self.nodes():
+            node.stop()

@@ -1,0 +1,64 @@
+"""The secondary's state machine: gap buffer, duplicates, contiguous prefix."""
+
+from core import Entry, FollowerLog
+
+
+def e(seq, message=None, epoch=1, id=None):
+    return Entry(seq, epoch, id, message or f"m{seq}")
+
+
+def test_in_order_entries_are_applied():
+    log = FollowerLog()
+    result = log.apply([e(1), e(2)])
+    assert result.applied == [1, 2]
+    assert log.contiguous_seq == 2
+
+
+def test_entry_after_a_gap_waits_until_the_gap_closes():
+    log = FollowerLog()
+    log.apply([e(1), e(2)])
+    result = log.apply([e(4)])
+    assert result.buffered == [4] and result.applied == []
+    assert [x.seq for x in log.entries()] == [1, 2]
+    result = log.apply([e(3)])
+    assert result.applied == [3, 4]
+    assert [x.seq for x in log.entries()] == [1, 2, 3, 4]
+    assert log.out_of_order == {}
+
+
+def test_resent_entries_are_duplicates_and_change_nothing():
+    log = FollowerLog()
+    log.apply([e(1), e(2)])
+    result = log.apply([e(1), e(2), e(3)])
+    assert result.duplicates == [1, 2] and result.applied == [3]
+    assert log.contiguous_seq == 3
+
+
+def test_buffered_entry_received_twice_is_a_duplicate():
+    log = FollowerLog()
+    log.apply([e(3)])
+    result = log.apply([e(3)])
+    assert result.duplicates == [3]
+    assert len(log.out_of_order) == 1
+
+
+def test_different_entry_at_a_held_seq_is_a_conflict_not_an_overwrite():
+    log = FollowerLog()
+    log.apply([e(1, "a")])
+    result = log.apply([e(1, "b", epoch=2)])
+    assert result.conflicts == [1]
+    assert log.entries()[0].message == "a"
+
+
+def test_reverse_order_arrival_ends_contiguous():
+    log = FollowerLog()
+    for seq in range(10, 0, -1):
+        log.apply([e(seq)])
+    assert [x.seq for x in log.entries()] == list(range(1, 11))
+    assert log.last_epoch == 1
+
+
+def test_paging():
+    log = FollowerLog()
+    log.apply([e(i) for i in range(1, 6)])
+    assert [x.seq for x in log.entries(2, 2)] == [2, 3]
