@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from common.config import EnvArgumentParser, port, positive_float
+from common.config import EnvArgumentParser, non_negative_float, port
 from common.logs import LOG_FORMATS
 
 STOP_GRACE_SECONDS = 5.0
@@ -86,7 +86,7 @@ def build_parser() -> EnvArgumentParser:
     up.add_argument(
         "--slow-delay",
         default=10.0,
-        type=positive_float,
+        type=non_negative_float,
         help="artificial delay of the slow secondary, in seconds",
     )
     up.add_argument(

@@ -7,6 +7,7 @@ otherwise the documented default. `--help` shows the variable for each flag.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,10 +53,17 @@ class EnvArgumentParser(argparse.ArgumentParser):
         )
 
 
+def non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be a finite number, 0 or more")
+    return value
+
+
 def positive_float(raw: str) -> float:
     value = float(raw)
-    if value < 0:
-        raise ValueError("must not be negative")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a finite number above 0")
     return value
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from common.config import EnvArgumentParser, port, positive_float
+from common.config import EnvArgumentParser, non_negative_float, port, positive_float
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def build_parser() -> EnvArgumentParser:
         "--delay",
         env=["SECONDARY_DELAY", "SECONDARY_DELAYS"],
         default=0.0,
-        type=positive_float,
+        type=non_negative_float,
         help="artificial delay: hold each replication batch this many seconds before "
         "applying and acknowledging it",
     )

@@ -1,0 +1,317 @@
+"""The Docker Compose deployment (deploy/compose), run without Docker.
+
+No container engine is needed: the test reads docker-compose.yml and runs each
+service's `command` with its `environment` as a local process, so the console
+scripts and the variables are exactly the ones the containers get. Only the
+network differs, and it is mapped like this:
+
+* each service gets its own loopback address (support.cluster.next_host()) and
+  listens there on its fixed compose port (REPLOG_PORT 5000/5001/5002), so those
+  fixed ports never collide with other tests;
+* REPLOG_HOST=0.0.0.0 becomes that address;
+* a service name in a URL becomes that service's address
+  (http://master:5000 -> http://127.0.x.y:5000), as Docker's DNS would resolve it;
+* the process environment holds no replog variable from the caller's shell, as
+  a container does not inherit it.
+
+One value is overridden, and only for speed: secondary_slow's SECONDARY_DELAY is
+10 s in the compose file, longer than this test may take; here it is SLOW_DELAY.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import yaml
+
+from support import http
+from support.cluster import BIN, Node, next_host
+from support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = ROOT / "deploy" / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+DOCKERFILE = COMPOSE_DIR / "Dockerfile"
+SERVICES = ("master", "secondary", "secondary_slow")
+PUBLISHED = {
+    "master": ("127.0.0.2", 5000, 5000),
+    "secondary": ("127.0.0.2", 5001, 5001),
+    "secondary_slow": ("127.0.0.2", 5002, 5002),
+}
+# Replaces secondary_slow's 10 s (see the module docstring): still hundreds of
+# times a local round trip, so "it lags" is unambiguous, and the test stays fast.
+SLOW_DELAY = 1.5
+
+
+@functools.cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def service(name: str) -> dict[str, Any]:
+    return compose()["services"][name]
+
+
+def command(spec: dict[str, Any]) -> list[str]:
+    cmd = spec["command"]
+    return shlex.split(cmd) if isinstance(cmd, str) else [str(part) for part in cmd]
+
+
+def environment(spec: dict[str, Any]) -> dict[str, str]:
+    env = spec.get("environment") or {}
+    if isinstance(env, list):  # the KEY=VALUE list form
+        env = dict(item.split("=", 1) for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def published_ports(spec: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """Short-form port specs "IP:HOST:CONTAINER" as (ip, host_port, container_port)."""
+    out = []
+    for raw in spec.get("ports", []):
+        ip, host_port, container_port = str(raw).split(":")
+        out.append((ip, int(host_port), int(container_port.split("/")[0])))
+    return out
+
+
+@functools.cache
+def accepted_env_names(script: str) -> frozenset[str]:
+    """The variables a console script reads, from its own --help ("[env: $NAME]")."""
+    result = subprocess.run(
+        [str(BIN / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "COLUMNS": "200"},
+        check=True,
+    )
+    return frozenset(re.findall(r"\$([A-Z][A-Z0-9_]*)", result.stdout))
+
+
+def all_env_names() -> frozenset[str]:
+    return accepted_env_names("replog-master") | accepted_env_names("replog-secondary")
+
+
+def address_with_free_port(port: int) -> str:
+    """A loopback address of our own on which `port` is free to listen."""
+    for _ in range(20):
+        host = next_host()
+        try:
+            with socket.socket() as sock:
+                sock.bind((host, port))
+        except OSError:
+            continue
+        return host
+    pytest.fail(f"no loopback address with port {port} free (is something on 0.0.0.0:{port}?)")
+
+
+def localize(value: str, addresses: dict[str, str]) -> str:
+    """http://<service>:<port>/... -> http://<that service's loopback address>:<port>/..."""
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.hostname in addresses:
+        netloc = addresses[parts.hostname]
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    return value
+
+
+def local_node(
+    name: str, addresses: dict[str, str], log_dir: Path, overrides: dict[str, str]
+) -> Node:
+    spec = service(name)
+    script, *args = command(spec)
+    executable = BIN / script
+    assert executable.is_file(), f"{name}: command {script!r} is not a console script in {BIN}"
+    env = {}
+    for key, value in environment(spec).items():
+        if key == "REPLOG_HOST":
+            assert value == "0.0.0.0", f"{name} should listen on all interfaces in its container"
+            env[key] = addresses[name]
+        else:
+            env[key] = localize(value, addresses)
+    env.update(overrides)
+    port = int(env["REPLOG_PORT"])
+    return Node(
+        name,
+        [str(executable), *(localize(arg, addresses) for arg in args)],
+        f"http://{addresses[name]}:{port}",
+        log_dir / f"{name}.log",
+        env=env,
+    )
+
+
+@pytest.fixture
+def compose_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Node]]:
+    """Every compose service as a local process, started together in file order."""
+    for name in all_env_names():  # a container does not inherit the caller's shell
+        monkeypatch.delenv(name, raising=False)
+    services = list(compose()["services"])
+    addresses = {
+        name: address_with_free_port(int(environment(service(name))["REPLOG_PORT"]))
+        for name in services
+    }
+    overrides = {"secondary_slow": {"SECONDARY_DELAY": str(SLOW_DELAY)}}
+    nodes = {
+        name: local_node(name, addresses, tmp_path, overrides.get(name, {})) for name in services
+    }
+    try:
+        # Like `docker compose up`: no waiting between services (depends_on has no
+        # condition); the secondaries retry registration until the master answers.
+        for node in nodes.values():
+            node.start()
+        yield nodes
+    finally:
+        for node in reversed(nodes.values()):  # secondaries first: no re-registration noise
+            node.stop()
+        for node in nodes.values():  # shown by pytest only when the test failed
+            print(f"----- {node.name} {node.argv} env={node.env}")
+            if node.log_path.exists():
+                print(node.log_path.read_text(errors="replace")[-4000:])
+
+
+def healthcheck_argv(name: str, address: str) -> list[str]:
+    """The service's HEALTHCHECK command, pointed at its local address."""
+    kind, program, *args = service(name)["healthcheck"]["test"]
+    assert kind == "CMD" and program == "python", "healthchecks are CMD python -c ..."
+    return [sys.executable, *(arg.replace("127.0.0.1", address) for arg in args)]
+
+
+def test_compose_services_form_a_working_cluster(compose_cluster: dict[str, Node]) -> None:
+    master = compose_cluster["master"]
+    fast = compose_cluster["secondary"]
+    slow = compose_cluster["secondary_slow"]
+
+    def both_registered() -> dict | None:
+        health = master.health()
+        status = {s["id"]: s["status"] for s in health["secondaries"]}
+        return health if status == {"secondary": "healthy", "secondary_slow": "healthy"} else None
+
+    health = wait_until(both_registered, timeout=10, what="both secondaries healthy on the master")
+    assert health["cluster_size"] == 3  # REPLOG_SECONDARIES=2 reached the master
+    # The master dials each secondary at its SECONDARY_ADVERTISE_URL.
+    assert {s["id"]: s["url"] for s in health["secondaries"]} == {
+        "secondary": fast.url,
+        "secondary_slow": slow.url,
+    }
+
+    # w=2: the master and the fast secondary; the slow one is still holding it.
+    resp = http.post(master.url + "/", {"message": "hello compose", "w": 2, "id": "c1"})
+    assert resp.status == 201, resp
+    assert resp.body["acked_by"] == ["master", "secondary"]
+    log = master.messages()
+    assert [m["message"] for m in log] == ["hello compose"]
+    assert fast.messages() == log  # it acknowledged, so it has applied
+    assert slow.messages() == []  # lags: SLOW_DELAY has not passed yet
+    lag = {s["id"]: s["lag"] for s in master.health()["secondaries"]}
+    assert lag == {"secondary": 0, "secondary_slow": 1}
+
+    wait_until(lambda: slow.messages() == log, timeout=10, what="secondary_slow converges")
+    wait_until(
+        lambda: (
+            {s["id"]: s["lag"] for s in master.health()["secondaries"]}
+            == {"secondary": 0, "secondary_slow": 0}
+        ),
+        timeout=5,
+        what="the master sees secondary_slow's ack",
+    )
+
+    # w=3 waits for the slow secondary too, and every node ends with the same log.
+    resp = http.post(master.url + "/", {"message": "all three", "w": 3, "id": "c2"})
+    assert resp.status == 201, resp
+    assert sorted(resp.body["acked_by"]) == ["master", "secondary", "secondary_slow"]
+    log = master.messages()
+    assert [m["message"] for m in log] == ["hello compose", "all three"]
+    assert fast.messages() == log
+    assert slow.messages() == log
+
+    # The compose healthchecks pass against the running nodes.
+    for name, node in compose_cluster.items():
+        argv = healthcheck_argv(name, urlsplit(node.url).hostname)
+        wait_until(
+            lambda argv=argv: subprocess.run(argv, capture_output=True, timeout=10).returncode == 0,
+            timeout=5,
+            what=f"{name}'s healthcheck",
+        )
+
+
+def test_compose_healthchecks_fail_when_the_node_is_down() -> None:
+    host = address_with_free_port(5000)
+    for name in SERVICES:
+        argv = healthcheck_argv(name, host)
+        assert subprocess.run(argv, capture_output=True, timeout=30).returncode != 0, name
+
+
+def test_compose_publishes_the_documented_ports() -> None:
+    assert set(compose()["services"]) == set(SERVICES)
+    for name in SERVICES:
+        spec = service(name)
+        assert published_ports(spec) == [PUBLISHED[name]], name
+        # The published container port is the one the node listens on.
+        assert int(environment(spec)["REPLOG_PORT"]) == PUBLISHED[name][2], name
+        assert environment(spec)["REPLOG_HOST"] == "0.0.0.0", name
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_environment_names_are_ones_the_cli_reads(name: str) -> None:
+    spec = service(name)
+    script = command(spec)[0]
+    unknown = set(environment(spec)) - accepted_env_names(script)
+    assert not unknown, f"{name}: {script} does not read {sorted(unknown)}"
+
+
+def test_compose_wires_the_secondaries_to_the_master() -> None:
+    assert environment(service("master"))["REPLOG_SECONDARIES"] == "2"
+    master_port = environment(service("master"))["REPLOG_PORT"]
+    delays = {"secondary": 0.0, "secondary_slow": 10.0}
+    for name in ("secondary", "secondary_slow"):
+        env = environment(service(name))
+        assert command(service(name)) == ["replog-secondary"]
+        assert env["MASTER_URL"] == f"http://master:{master_port}"
+        assert env["SECONDARY_ID"] == name
+        # The master must reach the secondary by its service name and listen port.
+        assert env["SECONDARY_ADVERTISE_URL"] == f"http://{name}:{env['REPLOG_PORT']}"
+        assert float(env["SECONDARY_DELAY"]) == delays[name]
+    assert command(service("master")) == ["replog-master"]
+
+
+def test_dockerfile_installs_the_project_for_every_service() -> None:
+    dockerfile = DOCKERFILE.read_text()
+    instructions = [
+        line.strip()
+        for line in dockerfile.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert instructions[0] == "FROM python:3.11-slim"
+    assert re.search(r"^RUN pip install --no-cache-dir \.(\s|$)", dockerfile, re.MULTILINE)
+    assert "[test]" not in dockerfile and "pytest" not in dockerfile  # no dev dependencies
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    builds = set()
+    for name in SERVICES:
+        spec = service(name)
+        build = spec["build"]
+        context = (COMPOSE_DIR / build["context"]).resolve()
+        assert context == ROOT, f"{name}: build context should be the repository root"
+        assert (context / build["dockerfile"]).resolve() == DOCKERFILE
+        builds.add((build["context"], build["dockerfile"], spec.get("image")))
+        assert command(spec)[0] in scripts, f"{name}: not a [project.scripts] entry"
+    assert len(builds) == 1, "all services should run one image"
+
+    # Every COPY source exists in the build context.
+    for line in instructions:
+        if line.startswith("COPY ") and "--from" not in line:
+            *sources, _dest = line.split()[1:]
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: not in the build context"
