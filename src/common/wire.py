@@ -1,11 +1,18 @@
-"""The replication stream's messages (one WebSocket text frame each).
+"""The replication stream's messages (one WebSocket frame each).
 
-secondary -> master  {"type": "hello", "secondary": id, "contiguous_seq": k, "last_epoch": e}
+The master connects to the secondary's /replication?epoch=E (E: its epoch).
+
+secondary -> master  {"type": "hello", "secondary": id, "contiguous_seq": k, "last_epoch": e,
+                      "sync_epoch": s, "epoch_runs": [[epoch, first_seq], ...]}
+master -> secondary  {"type": "sync", "epoch": E, "keep": k, "last_seq": n}
 master -> secondary  {"type": "append", "entries": [[seq, epoch, id, message], ...]}
+master -> secondary  {"type": "heartbeat"}
 secondary -> master  {"type": "ack", "contiguous_seq": k}
 
-Acknowledgements carry the contiguous prefix the secondary holds, never its
-highest seq, so one ACK covers every earlier batch and a lost one costs nothing.
+`sync` tells the secondary that its first `keep` entries match the master's
+log (the rest is discarded). Acknowledgements carry the contiguous prefix the
+secondary holds, never its highest seq, so one ACK covers every earlier batch
+and a lost one costs nothing. Every heartbeat is answered with an ACK.
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ import orjson
 from core.entry import Entry
 
 REPLICATION_PATH = "/replication"
+# A secondary's log with epochs, for a restarting master: GET ?from=&limit=.
+LOG_PATH = "/replication/log"
 # Largest stream message either end accepts; batches stay far below it.
 MAX_MESSAGE_BYTES = 256 << 20
+HEARTBEAT = orjson.dumps({"type": "heartbeat"})
 
 
 class WireError(ValueError):
@@ -33,36 +43,57 @@ def encode_ack(contiguous_seq: int) -> bytes:
     return orjson.dumps({"type": "ack", "contiguous_seq": contiguous_seq})
 
 
-def encode_hello(secondary_id: str, contiguous_seq: int, last_epoch: int) -> bytes:
+def encode_sync(epoch: int, keep: int, last_seq: int) -> bytes:
+    return orjson.dumps({"type": "sync", "epoch": epoch, "keep": keep, "last_seq": last_seq})
+
+
+def encode_hello(
+    secondary_id: str, contiguous_seq: int, last_epoch: int, sync_epoch: int, epoch_runs: list
+) -> bytes:
     return orjson.dumps(
         {
             "type": "hello",
             "secondary": secondary_id,
             "contiguous_seq": contiguous_seq,
             "last_epoch": last_epoch,
+            "sync_epoch": sync_epoch,
+            "epoch_runs": epoch_runs,
         }
     )
 
 
-def decode(raw: str | bytes, expected_type: str) -> dict[str, Any]:
+def decode(raw: str | bytes, *expected_types: str) -> dict[str, Any]:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise WireError(f"not JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("type") != expected_type:
-        raise WireError(f"expected a {expected_type!r} message")
+    if not isinstance(doc, dict) or doc.get("type") not in expected_types:
+        raise WireError(f"expected one of {expected_types}")
     return doc
 
 
-def decode_seq(doc: dict[str, Any], key: str = "contiguous_seq") -> int:
+def decode_int(doc: dict[str, Any], key: str) -> int:
     value = doc.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise WireError(f"{key!r} must be a non-negative integer")
     return value
 
 
-def decode_append(raw: str | bytes) -> list[Entry]:
-    doc = decode(raw, "append")
+def decode_seq(doc: dict[str, Any], key: str = "contiguous_seq") -> int:
+    return decode_int(doc, key)
+
+
+def decode_epoch_runs(doc: dict[str, Any]) -> list[list[int]]:
+    runs = doc.get("epoch_runs")
+    ok = isinstance(runs, list) and all(
+        isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r) for r in runs
+    )
+    if not ok:
+        raise WireError("'epoch_runs' must be a list of [epoch, first_seq] pairs")
+    return runs
+
+
+def decode_entries(doc: dict[str, Any]) -> list[Entry]:
     try:
         return [Entry.from_wire(item) for item in doc["entries"]]
     except (KeyError, TypeError, ValueError) as exc:

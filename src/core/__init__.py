@@ -2,31 +2,44 @@
 
 from core.entry import ClientId, Entry
 from core.follower_log import ApplyResult, FollowerLog
+from core.health import HEALTHY, SUSPECTED, UNHEALTHY, HealthPolicy
+from core.recovery import LogReport, Recovery, RecoveryPlan
 from core.replication_log import (
     MASTER,
     Appended,
     Batch,
     IdConflict,
+    ReadOnly,
     ReplicationLog,
     Satisfied,
     SecondaryProgress,
+    StatusChange,
 )
 from core.write_request import MAJORITY, RequestError, WriteRequest, parse_write, resolve_w
 
 __all__ = [
+    "HEALTHY",
     "MAJORITY",
     "MASTER",
+    "SUSPECTED",
+    "UNHEALTHY",
     "Appended",
     "ApplyResult",
     "Batch",
     "ClientId",
     "Entry",
     "FollowerLog",
+    "HealthPolicy",
     "IdConflict",
+    "LogReport",
+    "ReadOnly",
+    "Recovery",
+    "RecoveryPlan",
     "ReplicationLog",
     "RequestError",
     "Satisfied",
     "SecondaryProgress",
+    "StatusChange",
     "WriteRequest",
     "parse_write",
     "resolve_w",

@@ -4,10 +4,21 @@ Entries may arrive more than once (a stream restarted and resent them) or out
 of order (a delayed batch finished after a later one). Readers only ever see
 the contiguous prefix 1..contiguous_seq: an entry that arrives ahead of a gap
 waits in `out_of_order` until the gap closes.
+
+Epochs: each master run has an epoch. When a master's stream starts, the
+master tells the secondary how much of its log matches (`sync`); everything
+after that is discarded, and from then on only batches from that master's
+epoch are applied. So a secondary never keeps two different entries under one
+seq, and a late batch from a dead master cannot slip in after a newer one.
+
+`sync_epoch` is the epoch of the last master whose whole log (as it stood
+when the stream started) this secondary has caught up with. A restarted
+master ranks the secondaries' logs by it first (see core.recovery).
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from core.entry import Entry
@@ -22,12 +33,22 @@ class ApplyResult:
     duplicates: list[int] = field(default_factory=list)
     # seqs where the sender's entry differs from the one held (different epoch).
     conflicts: list[int] = field(default_factory=list)
+    # The batch came from another master epoch than the one we synced with.
+    stale: bool = False
 
 
 class FollowerLog:
     def __init__(self) -> None:
         self._entries: list[Entry] = []
         self.out_of_order: dict[int, Entry] = {}
+        # Epoch of the master we take batches from (set by `sync`).
+        self.stream_epoch = 0
+        # Epoch of the last master whose log-at-sync we hold in full.
+        self.sync_epoch = 0
+        self._catch_up_to = 0
+        # Where each run of same-epoch entries starts: seqs and their epochs.
+        self._epoch_first_seq: list[int] = []
+        self._epoch_of_run: list[int] = []
 
     @property
     def contiguous_seq(self) -> int:
@@ -43,10 +64,42 @@ class FollowerLog:
         stop = None if limit is None else start + limit
         return self._entries[start:stop]
 
-    def apply(self, entries: list[Entry]) -> ApplyResult:
+    def epoch_runs(self) -> list[list[int]]:
+        """[[epoch, first_seq], ...]: a compact summary the master matches against."""
+        return [[e, s] for e, s in zip(self._epoch_of_run, self._epoch_first_seq, strict=True)]
+
+    def sync(self, master_epoch: int, keep: int, master_last_seq: int) -> list[int]:
+        """A master of `master_epoch` says our first `keep` entries match its log.
+
+        Discards everything after `keep` (returned, for a warning) and the
+        out-of-order buffer, and accepts batches from that epoch only. Once we
+        hold 1..master_last_seq, we hold that master's log as it was at sync.
+        """
+        keep = max(0, min(keep, self.contiguous_seq))
+        discarded = [e.seq for e in self._entries[keep:]]
+        del self._entries[keep:]
+        cut = bisect.bisect_right(self._epoch_first_seq, keep)
+        del self._epoch_first_seq[cut:]
+        del self._epoch_of_run[cut:]
+        self.out_of_order.clear()
+        self.stream_epoch = master_epoch
+        self._catch_up_to = master_last_seq
+        self._note_caught_up()
+        return discarded
+
+    def _note_caught_up(self) -> None:
+        if self.contiguous_seq >= self._catch_up_to:
+            self.sync_epoch = self.stream_epoch
+
+    def apply(self, entries: list[Entry], master_epoch: int | None = None) -> ApplyResult:
         result = ApplyResult()
+        if master_epoch is not None and master_epoch != self.stream_epoch:
+            result.stale = True
+            return result
         for entry in entries:
             self._apply_one(entry, result)
+        if result.applied:
+            self._note_caught_up()
         return result
 
     def _apply_one(self, entry: Entry, result: ApplyResult) -> None:
@@ -61,9 +114,15 @@ class FollowerLog:
                 result.buffered.append(entry.seq)
             self.out_of_order[entry.seq] = entry
             return
-        self._entries.append(entry)
+        self._append(entry)
         result.applied.append(entry.seq)
         # The gap just closed for whatever waited right behind it.
         while (nxt := self.out_of_order.pop(self.contiguous_seq + 1, None)) is not None:
-            self._entries.append(nxt)
+            self._append(nxt)
             result.applied.append(nxt.seq)
+
+    def _append(self, entry: Entry) -> None:
+        if entry.epoch != self.last_epoch or not self._entries:
+            self._epoch_first_seq.append(entry.seq)
+            self._epoch_of_run.append(entry.epoch)
+        self._entries.append(entry)

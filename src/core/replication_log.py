@@ -1,13 +1,17 @@
 """The master's replication state machine.
 
 Everything that decides what the master does lives here; the caller does the
-network. Events in, decisions out:
+network and reads the clock. Events in, decisions out:
 
-- `append()` puts a client's message in the log (or finds it by idempotency key);
-- `wait_for()` registers a write-concern waiter, `record_ack()` /
+- `append()` puts a client's message in the log (or finds it by idempotency
+  key), or refuses it while the master is read-only;
+- `wait_for()` registers a write-concern waiter; `record_ack()` and
   `stream_opened()` move a secondary's progress and return the waiters that
   are now satisfied, for the caller to resolve;
-- `next_batch()` says what a secondary's stream should carry next.
+- `next_batch()` says what a secondary's stream should carry next;
+- `heard_from()` and `update_health()` track failure detection, and from it
+  quorum and read-only mode;
+- `adopt()` installs the log a restarted master recovered (core.recovery).
 
 A secondary holds entry `seq` exactly when its acknowledged contiguous prefix
 reaches `seq` (secondaries acknowledge their contiguous prefix, never their
@@ -17,11 +21,14 @@ instead of being stored per entry: nothing to free, nothing to drift.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from core.entry import ClientId, Entry
+from core.health import SUSPECTED, UNHEALTHY, HealthPolicy
+from core.write_request import majority
 
 MASTER = "master"
 
@@ -33,6 +40,14 @@ class IdConflict(Exception):
         super().__init__(client_id)
         self.client_id = client_id
         self.existing = existing
+
+
+class ReadOnly(Exception):
+    """The master takes no new writes now (recovering, or no quorum)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +66,13 @@ class Satisfied:
     acked_by: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    secondary_id: str
+    before: str
+    after: str
+
+
 @dataclass(slots=True)
 class SecondaryProgress:
     """What the master knows of one secondary (Raft's matchIndex/nextIndex)."""
@@ -64,6 +86,9 @@ class SecondaryProgress:
     # Last seq of each batch sent and not yet covered by an ACK.
     inflight: deque[int] = field(default_factory=deque)
     connected: bool = False
+    # Monotonic time we last heard from it (registration, hello, ACK), or None.
+    last_heard: float | None = None
+    status: str = UNHEALTHY
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +117,17 @@ class ReplicationLog:
     def __init__(
         self,
         *,
-        epoch: int = 1,
+        epoch: int | None = 1,
         expected_secondaries: int = 0,
+        health: HealthPolicy | None = None,
         max_batch_entries: int = 1000,
         max_batch_bytes: int = 1 << 20,
         max_inflight_batches: int = 32,
     ) -> None:
+        # None until a restarted master has recovered the cluster's log.
         self.epoch = epoch
         self.expected_secondaries = expected_secondaries
+        self.health = health or HealthPolicy()
         self.max_batch_entries = max_batch_entries
         self.max_batch_bytes = max_batch_bytes
         self.max_inflight_batches = max_inflight_batches
@@ -127,22 +155,60 @@ class ReplicationLog:
         """Append a client's message, or return the entry its key already names.
 
         Check and append happen in one synchronous step, so the order of the
-        log and the order of seqs can never disagree.
+        log and the order of seqs can never disagree. A duplicate is answered
+        even while read-only: it appends nothing.
         """
-        if client_id is not None:
+        if client_id is not None and self.epoch is not None:
             seq = self._seq_by_id.get(client_id)
             if seq is not None:
                 existing = self.entry(seq)
                 if existing.message != message:
                     raise IdConflict(client_id, existing)
                 return Appended(existing, duplicate=True)
+        reason = self.read_only_reason()
+        if reason is not None:
+            raise ReadOnly(reason)
+        assert self.epoch is not None
         entry = Entry(self.last_seq + 1, self.epoch, client_id, message)
         self._entries.append(entry)
         if client_id is not None:
             self._seq_by_id[client_id] = entry.seq
         return Appended(entry, duplicate=False)
 
-    # -- cluster membership ---------------------------------------------
+    def adopt(self, entries: list[Entry], epoch: int) -> None:
+        """Install a recovered log and open for writes in a new epoch."""
+        if any(e.seq != i for i, e in enumerate(entries, start=1)):
+            raise ValueError("a recovered log must hold seqs 1..n in order")
+        self._entries = list(entries)
+        self._seq_by_id = {e.id: e.seq for e in self._entries if e.id is not None}
+        self.epoch = epoch
+        for progress in self._secondaries.values():
+            progress.acked_seq = progress.sent_seq = 0
+            progress.inflight.clear()
+
+    def matching_prefix(self, epoch_runs: list[list[int]], length: int) -> int:
+        """How much of a secondary's log equals ours, from its epoch summary.
+
+        Entries with the same seq and epoch are the same entry, and then so is
+        everything before them (each epoch has one master, which never gives a
+        seq twice). So "epochs agree at seq k" holds for a prefix of seqs, and
+        a binary search finds its end.
+        """
+        first_seqs = [run[1] for run in epoch_runs]
+
+        def theirs(seq: int) -> int:
+            return epoch_runs[bisect.bisect_right(first_seqs, seq) - 1][0]
+
+        low, high = 0, min(length, self.last_seq)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if theirs(mid) == self._entries[mid - 1].epoch:
+                low = mid
+            else:
+                high = mid - 1
+        return low
+
+    # -- cluster membership and health -----------------------------------
 
     @property
     def cluster_size(self) -> int:
@@ -156,7 +222,7 @@ class ReplicationLog:
     def progress(self, secondary_id: str) -> SecondaryProgress:
         return self._secondaries[secondary_id]
 
-    def register(self, secondary_id: str, url: str, contiguous_seq: int) -> list[Satisfied]:
+    def register(self, secondary_id: str, url: str, contiguous_seq: int, now: float) -> None:
         """A secondary announced itself and how much of the log it holds.
 
         Its progress is replaced, not merged: a secondary that restarted with
@@ -167,17 +233,53 @@ class ReplicationLog:
             progress = SecondaryProgress(secondary_id, url)
             self._secondaries[secondary_id] = progress
         progress.url = url
-        return self.stream_opened(secondary_id, contiguous_seq, connected=False)
-
-    def stream_opened(
-        self, secondary_id: str, contiguous_seq: int, *, connected: bool = True
-    ) -> list[Satisfied]:
-        """A replication stream (re)started; the secondary holds 1..contiguous_seq."""
-        progress = self._secondaries[secondary_id]
-        progress.acked_seq = min(max(contiguous_seq, 0), self.last_seq)
-        progress.sent_seq = progress.acked_seq
+        progress.acked_seq = progress.sent_seq = min(max(contiguous_seq, 0), self.last_seq)
         progress.inflight.clear()
-        progress.connected = connected
+        progress.connected = False
+        self.heard_from(secondary_id, now)
+
+    def heard_from(self, secondary_id: str, now: float) -> None:
+        self._secondaries[secondary_id].last_heard = now
+
+    def update_health(self, now: float) -> list[StatusChange]:
+        """Re-evaluate every secondary's status; returns the transitions."""
+        changes = []
+        for p in self._secondaries.values():
+            silent_for = None if p.last_heard is None else now - p.last_heard
+            status = self.health.status(silent_for, p.connected)
+            if status != p.status:
+                changes.append(StatusChange(p.secondary_id, p.status, status))
+                p.status = status
+        return changes
+
+    @property
+    def nodes_up(self) -> int:
+        """The master plus every secondary not judged unhealthy."""
+        return 1 + sum(1 for p in self._secondaries.values() if p.status != UNHEALTHY)
+
+    @property
+    def quorum(self) -> bool:
+        return self.nodes_up >= majority(self.cluster_size)
+
+    def read_only_reason(self) -> str | None:
+        if self.epoch is None:
+            return "recovering: waiting for the secondaries to report their logs"
+        if not self.quorum:
+            return (
+                f"no quorum: {self.nodes_up} of {self.cluster_size} nodes are up, "
+                f"{majority(self.cluster_size)} needed"
+            )
+        return None
+
+    # -- replication -----------------------------------------------------
+
+    def stream_opened(self, secondary_id: str, keep: int, now: float) -> list[Satisfied]:
+        """A stream (re)started and the secondary now holds exactly 1..keep."""
+        progress = self._secondaries[secondary_id]
+        progress.acked_seq = progress.sent_seq = min(keep, self.last_seq)
+        progress.inflight.clear()
+        progress.connected = True
+        self.heard_from(secondary_id, now)
         return self._satisfied_waiters()
 
     def stream_closed(self, secondary_id: str) -> None:
@@ -186,8 +288,8 @@ class ReplicationLog:
         progress.sent_seq = progress.acked_seq
         progress.inflight.clear()
         progress.connected = False
-
-    # -- replication -----------------------------------------------------
+        if progress.status != UNHEALTHY:
+            progress.status = SUSPECTED
 
     def next_batch(self, secondary_id: str) -> Batch | None:
         """The entries the secondary's stream should carry next, if any.
@@ -212,11 +314,12 @@ class ReplicationLog:
         progress.inflight.append(progress.sent_seq)
         return Batch(secondary_id, batch)
 
-    def record_ack(self, secondary_id: str, contiguous_seq: int) -> list[Satisfied]:
+    def record_ack(self, secondary_id: str, contiguous_seq: int, now: float) -> list[Satisfied]:
         """The secondary holds 1..contiguous_seq. Returns waiters now satisfied."""
         progress = self._secondaries[secondary_id]
+        self.heard_from(secondary_id, now)
         contiguous_seq = min(contiguous_seq, self.last_seq)
-        if contiguous_seq <= progress.acked_seq:
+        if not progress.connected or contiguous_seq <= progress.acked_seq:
             return []
         progress.acked_seq = contiguous_seq
         progress.sent_seq = max(progress.sent_seq, contiguous_seq)

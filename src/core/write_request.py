@@ -31,6 +31,8 @@ class WriteRequest:
     message: str
     w: int
     id: ClientId | None
+    # Milliseconds to wait for `w` before answering 504; None: the master's default.
+    wtimeout_ms: int | None = None
 
 
 def show(value: object) -> str:
@@ -80,6 +82,18 @@ def validate_id(raw: object) -> ClientId | None:
     )
 
 
+def validate_wtimeout(raw: object) -> int | None:
+    if raw is None:
+        return None
+    if is_json_int(raw) and 0 <= raw <= ID_INT_MAX:
+        return raw
+    raise RequestError(
+        400,
+        f'"wtimeout" must be a whole number of milliseconds, 0 or more (0: wait without '
+        f"limit), got {show(raw)}",
+    )
+
+
 def parse_write(doc: object, cluster_size: int) -> WriteRequest:
     """Validate a decoded `POST /` body against a cluster of `cluster_size` nodes."""
     if not isinstance(doc, dict):
@@ -90,4 +104,5 @@ def parse_write(doc: object, cluster_size: int) -> WriteRequest:
         raise RequestError(400, f'"message" is {what}: send {{"message": "<text>"}}')
     w = resolve_w(doc.get("w"), cluster_size)
     client_id = validate_id(doc.get("id"))
-    return WriteRequest(message=message, w=w, id=client_id)
+    wtimeout_ms = validate_wtimeout(doc.get("wtimeout"))
+    return WriteRequest(message=message, w=w, id=client_id, wtimeout_ms=wtimeout_ms)

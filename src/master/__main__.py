@@ -21,6 +21,7 @@ async def run(config: MasterConfig) -> None:
 
     async def start() -> None:
         server.listen(config.port, config.host)
+        node.start()
         structlog.get_logger("replog.master").info(
             "listening",
             host=config.host,

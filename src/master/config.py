@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from common.config import EnvArgumentParser, non_negative_int, port, positive_float
+from common.config import (
+    EnvArgumentParser,
+    non_negative_float,
+    non_negative_int,
+    port,
+    positive_float,
+)
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 
@@ -18,10 +24,12 @@ class MasterConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_format: str = "json"
     retry_initial: float = 0.05
-    retry_max: float = 2.0
-    # WebSocket keep-alive on the replication stream (Tornado wants timeout <= interval).
-    ping_interval: float = 2.0
-    ping_timeout: float = 2.0
+    retry_max: float = 1.0
+    heartbeat_interval: float = 0.2
+    suspect_after: float = 0.6
+    unhealthy_after: float = 2.0
+    wtimeout_ms: int = 0
+    recovery_grace: float = 5.0
 
 
 def build_parser() -> EnvArgumentParser:
@@ -61,16 +69,57 @@ def build_parser() -> EnvArgumentParser:
     parser.add_env_argument(
         "--retry-max",
         env=["REPLOG_RETRY_MAX"],
-        default=2.0,
+        default=1.0,
         type=positive_float,
         help="cap on the reconnect delay, in seconds (jittered between half and all of it)",
+    )
+    parser.add_env_argument(
+        "--heartbeat-interval",
+        env=["REPLOG_HEARTBEAT_INTERVAL"],
+        default=0.2,
+        type=positive_float,
+        help="seconds between heartbeats to each secondary",
+    )
+    parser.add_env_argument(
+        "--suspect-after",
+        env=["REPLOG_SUSPECT_AFTER"],
+        default=0.6,
+        type=positive_float,
+        help="a secondary silent this many seconds is 'suspected' (still counts for quorum)",
+    )
+    parser.add_env_argument(
+        "--unhealthy-after",
+        env=["REPLOG_UNHEALTHY_AFTER"],
+        default=2.0,
+        type=positive_float,
+        help="a secondary silent this many seconds is 'unhealthy' (does not count for "
+        "quorum; its stream is dropped and reopened)",
+    )
+    parser.add_env_argument(
+        "--wtimeout",
+        env=["REPLOG_WTIMEOUT"],
+        default=0,
+        type=non_negative_int,
+        help="default write-concern timeout in milliseconds for requests without "
+        "'wtimeout'; 0: wait without limit",
+    )
+    parser.add_env_argument(
+        "--recovery-grace",
+        env=["REPLOG_RECOVERY_GRACE"],
+        default=5.0,
+        type=non_negative_float,
+        help="after a restart, once a majority has reported its log, how long to wait "
+        "for the other secondaries before adopting the best log",
     )
     parser.add_log_format()
     return parser
 
 
 def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.heartbeat_interval < args.suspect_after < args.unhealthy_after:
+        parser.error("need --heartbeat-interval < --suspect-after < --unhealthy-after")
     return MasterConfig(
         host=args.host,
         port=args.port,
@@ -79,4 +128,9 @@ def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
         log_format=args.log_format,
         retry_initial=args.retry_initial,
         retry_max=args.retry_max,
+        heartbeat_interval=args.heartbeat_interval,
+        suspect_after=args.suspect_after,
+        unhealthy_after=args.unhealthy_after,
+        wtimeout_ms=args.wtimeout,
+        recovery_grace=args.recovery_grace,
     )

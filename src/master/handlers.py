@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from common.web import JsonHandler, decode_json_body, parse_paging, render_messages
-from core import IdConflict, RequestError, parse_write
-from master.node import MasterNode
+from core import IdConflict, LogReport, ReadOnly, RequestError, parse_write
+from master.node import MasterNode, WriteConcernTimeout
 
 
 @tornado.web.stream_request_body
@@ -65,6 +65,29 @@ class LogHandler(JsonHandler):
         self._pending = asyncio.ensure_future(self.node.write(request))
         try:
             outcome = await self._pending
+        except ReadOnly as exc:
+            self.send_error_json(
+                503,
+                f"read-only: {exc.reason}; nothing was appended. Reads still work, and "
+                "writes resume by themselves once enough secondaries are back",
+                read_only=True,
+                quorum=self.node.log.quorum,
+                nodes_up=self.node.log.nodes_up,
+                cluster_size=self.node.log.cluster_size,
+            )
+            return
+        except WriteConcernTimeout as exc:
+            self.send_error_json(
+                504,
+                f"write concern w={exc.w} not met within {exc.wtimeout_ms} ms; the message "
+                f"is in the log at seq {exc.entry.seq} and keeps replicating (not rolled back)",
+                seq=exc.entry.seq,
+                id=exc.entry.id,
+                w=exc.w,
+                acks=len(exc.acked_by),
+                acked_by=list(exc.acked_by),
+            )
+            return
         except IdConflict as exc:
             self.send_error_json(
                 409,
@@ -83,7 +106,11 @@ class LogHandler(JsonHandler):
 
 
 class RegisterHandler(JsonHandler):
-    """`POST /register` {"id", "url", "contiguous_seq"}: a secondary announces itself."""
+    """`POST /register`: a secondary announces itself and reports its log.
+
+    Body: {"id", "url", "contiguous_seq", "last_epoch", "sync_epoch"} (the
+    epochs default to 0: a secondary that never followed a master).
+    """
 
     def initialize(self, node: MasterNode) -> None:
         self.node = node
@@ -91,36 +118,37 @@ class RegisterHandler(JsonHandler):
     def post(self) -> None:
         doc = decode_json_body(self.request.body)
         if not isinstance(doc, dict):
-            raise RequestError(
-                400, 'send {"id": "<name>", "url": "http://host:port", "contiguous_seq": 0}'
-            )
-        secondary_id, url, contiguous_seq = (
-            doc.get("id"),
-            doc.get("url"),
-            doc.get("contiguous_seq", 0),
-        )
+            raise RequestError(400, 'send {"id": "<name>", "url": "http://host:port", ...}')
+        secondary_id, url = doc.get("id"), doc.get("url")
         if not isinstance(secondary_id, str) or not secondary_id or secondary_id == "master":
             raise RequestError(400, '"id" must be a non-empty string other than "master"')
-        if (
-            not isinstance(url, str)
-            or urlsplit(url).scheme not in ("http", "https")
-            or not urlsplit(url).netloc
-        ):
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
             raise RequestError(
                 400, '"url" must be an http(s) URL the master can reach, like http://127.0.0.2:5001'
             )
-        if (
-            not isinstance(contiguous_seq, int)
-            or isinstance(contiguous_seq, bool)
-            or contiguous_seq < 0
-        ):
-            raise RequestError(400, '"contiguous_seq" must be a non-negative integer')
-        self.node.register(secondary_id, url, contiguous_seq)
+        numbers = {}
+        for key in ("contiguous_seq", "last_epoch", "sync_epoch"):
+            value = doc.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise RequestError(400, f'"{key}" must be a non-negative integer')
+            numbers[key] = value
+        self.node.register(
+            LogReport(
+                secondary_id=secondary_id,
+                url=url,
+                length=numbers["contiguous_seq"],
+                last_epoch=numbers["last_epoch"],
+                sync_epoch=numbers["sync_epoch"],
+            )
+        )
+        log = self.node.log
         self.send_json(
             {
                 "registered": secondary_id,
-                "cluster_size": self.node.log.cluster_size,
-                "last_seq": self.node.log.last_seq,
+                "cluster_size": log.cluster_size,
+                "last_seq": log.last_seq,
+                "epoch": log.epoch,
             }
         )
 

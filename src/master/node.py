@@ -1,21 +1,34 @@
 """The master process's glue: the core decides, this object carries it out.
 
 It owns the `ReplicationLog`, resolves the Futures of waiting writers when the
-core reports their write concern met, and owns one replication link per
-secondary. Handlers and links call it; it never touches sockets itself.
+core reports their write concern met, runs the health monitor and the start-up
+recovery, and owns one replication link per secondary. Handlers and links
+call it; it never touches sockets itself (the recovery fetch goes through
+`master.recovery_fetch`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
 import structlog
 
-from core import Batch, ReplicationLog, Satisfied, WriteRequest
+from core import (
+    UNHEALTHY,
+    Batch,
+    HealthPolicy,
+    LogReport,
+    Recovery,
+    ReplicationLog,
+    Satisfied,
+    WriteRequest,
+)
 from core.entry import Entry
 from master.config import MasterConfig
+from master.recovery_fetch import FetchError, fetch_log
 from master.replicator import SecondaryLink
 
 log = structlog.get_logger("replog.master")
@@ -40,20 +53,46 @@ class WriteOutcome:
         }
 
 
+class WriteConcernTimeout(Exception):
+    """`w` was not reached within wtimeout; the entry stays and keeps replicating."""
+
+    def __init__(self, entry: Entry, w: int, acked_by: tuple[str, ...], wtimeout_ms: int) -> None:
+        super().__init__(entry.seq)
+        self.entry = entry
+        self.w = w
+        self.acked_by = acked_by
+        self.wtimeout_ms = wtimeout_ms
+
+
 class MasterNode:
     def __init__(self, config: MasterConfig) -> None:
         self.config = config
-        self.log = ReplicationLog(expected_secondaries=config.secondaries)
+        self.log = ReplicationLog(
+            epoch=None,
+            expected_secondaries=config.secondaries,
+            health=HealthPolicy(config.suspect_after, config.unhealthy_after),
+        )
+        self.recovery = Recovery(config.recovery_grace)
         self.links: dict[str, SecondaryLink] = {}
+        self.opened = asyncio.Event()
+        self._read_only_reason: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._recovering = False
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._monitor()))
+        self._maybe_recover()
 
     # -- client writes ---------------------------------------------------
 
     async def write(self, request: WriteRequest) -> WriteOutcome:
         """Append (or find) the message and wait until `request.w` nodes hold it.
 
-        Raises core.IdConflict for a reused id with another message. Cancelling
-        the caller (client went away) drops the waiter; the entry stays and
-        keeps replicating.
+        Raises core.IdConflict for a reused id with another message,
+        core.ReadOnly while recovering or without quorum, and
+        WriteConcernTimeout when wtimeout runs out. Cancelling the caller
+        (client went away) drops the waiter; the entry stays and replicates.
         """
         started = time.monotonic()
         appended = self.log.append(request.message, request.id)
@@ -67,13 +106,7 @@ class MasterNode:
         waiter: asyncio.Future[Satisfied] = asyncio.get_running_loop().create_future()
         satisfied = self.log.wait_for(waiter, entry.seq, request.w)
         if satisfied is None:
-            log.info(
-                "write_concern_waiting", seq=entry.seq, w=request.w, acks=self.log.acks(entry.seq)
-            )
-            try:
-                satisfied = await waiter
-            finally:
-                self.log.cancel_wait(waiter)
+            satisfied = await self._wait(waiter, entry, request)
         latency_ms = round((time.monotonic() - started) * 1000, 3)
         log.info(
             "write_concern_met",
@@ -85,6 +118,37 @@ class MasterNode:
         )
         return WriteOutcome(entry, request.w, satisfied.acked_by, appended.duplicate)
 
+    async def _wait(
+        self, waiter: asyncio.Future[Satisfied], entry: Entry, request: WriteRequest
+    ) -> Satisfied:
+        wtimeout_ms = request.wtimeout_ms
+        if wtimeout_ms is None:
+            wtimeout_ms = self.config.wtimeout_ms
+        log.info(
+            "write_concern_waiting",
+            seq=entry.seq,
+            w=request.w,
+            acks=self.log.acks(entry.seq),
+            wtimeout_ms=wtimeout_ms or None,
+        )
+        try:
+            if not wtimeout_ms:
+                return await waiter
+            return await asyncio.wait_for(waiter, wtimeout_ms / 1000)
+        except TimeoutError:
+            acked_by = self.log.ack_set(entry.seq)
+            log.warning(
+                "write_concern_timeout",
+                seq=entry.seq,
+                w=request.w,
+                acks=len(acked_by),
+                acked_by=list(acked_by),
+                wtimeout_ms=wtimeout_ms,
+            )
+            raise WriteConcernTimeout(entry, request.w, acked_by, wtimeout_ms) from None
+        finally:
+            self.log.cancel_wait(waiter)
+
     def _resolve(self, satisfied: list[Satisfied]) -> None:
         for item in satisfied:
             waiter = item.token
@@ -93,17 +157,23 @@ class MasterNode:
 
     # -- secondaries -----------------------------------------------------
 
-    def register(self, secondary_id: str, url: str, contiguous_seq: int) -> None:
+    def register(self, report: LogReport) -> None:
+        secondary_id = report.secondary_id
         known = secondary_id in self.links
-        self._resolve(self.log.register(secondary_id, url, contiguous_seq))
+        self.log.register(secondary_id, report.url, report.length, time.monotonic())
         log.info(
             "secondary_registered",
             secondary=secondary_id,
-            url=url,
-            contiguous_seq=contiguous_seq,
+            url=report.url,
+            contiguous_seq=report.length,
+            last_epoch=report.last_epoch,
+            sync_epoch=report.sync_epoch,
             known_before=known,
             cluster_size=self.log.cluster_size,
         )
+        if self.log.epoch is None:
+            self.recovery.report(report)
+            self._maybe_recover()
         link = self.links.get(secondary_id)
         if link is None:
             link = SecondaryLink(self, secondary_id, self.config)
@@ -116,14 +186,30 @@ class MasterNode:
     def url_of(self, secondary_id: str) -> str:
         return self.log.progress(secondary_id).url
 
-    def stream_opened(self, secondary_id: str, contiguous_seq: int) -> None:
-        self._resolve(self.log.stream_opened(secondary_id, contiguous_seq))
+    def stream_opened(self, secondary_id: str, hello: dict) -> tuple[int, int]:
+        """Match the secondary's log against ours; returns (epoch, keep) for `sync`."""
+        assert self.log.epoch is not None
+        length = hello["contiguous_seq"]
+        keep = self.log.matching_prefix(hello["epoch_runs"], length)
+        self._resolve(self.log.stream_opened(secondary_id, keep, time.monotonic()))
+        if keep < length:
+            log.warning(
+                "secondary_log_truncated",
+                secondary=secondary_id,
+                keep=keep,
+                seq_from=keep + 1,
+                seq_to=length,
+                discarded=length - keep,
+            )
         log.info(
             "stream_opened",
             secondary=secondary_id,
-            contiguous_seq=contiguous_seq,
+            contiguous_seq=length,
+            keep=keep,
             last_seq=self.log.last_seq,
+            epoch=self.log.epoch,
         )
+        return self.log.epoch, keep
 
     def stream_closed(self, secondary_id: str) -> None:
         progress = self.log.progress(secondary_id)
@@ -145,33 +231,131 @@ class MasterNode:
 
     def acked(self, secondary_id: str, contiguous_seq: int) -> None:
         before = self.log.progress(secondary_id).acked_seq
-        satisfied = self.log.record_ack(secondary_id, contiguous_seq)
+        satisfied = self.log.record_ack(secondary_id, contiguous_seq, time.monotonic())
         after = self.log.progress(secondary_id).acked_seq
         if after > before:
             log.info(
-                "ack", secondary=secondary_id, seq_from=before + 1, seq_to=after, acked_seq=after
+                "ack",
+                secondary=secondary_id,
+                seq_from=before + 1,
+                seq_to=after,
+                acked_seq=after,
             )
         self._resolve(satisfied)
 
+    def status_of(self, secondary_id: str) -> str:
+        return self.log.progress(secondary_id).status
+
+    # -- health, quorum, recovery -----------------------------------------
+
+    async def _monitor(self) -> None:
+        while True:
+            self._check_health()
+            self._maybe_recover()
+            await asyncio.sleep(self.config.heartbeat_interval)
+
+    def _check_health(self) -> None:
+        for change in self.log.update_health(time.monotonic()):
+            log.info(
+                "secondary_status",
+                secondary=change.secondary_id,
+                before=change.before,
+                after=change.after,
+            )
+            link = self.links.get(change.secondary_id)
+            if link is not None and change.after == UNHEALTHY:
+                # Silent too long: the connection may be dead without knowing it
+                # (a cut link sends no RST), and a blocked write would never end.
+                link.drop_connection()
+        reason = self.log.read_only_reason()
+        if reason != self._read_only_reason:
+            if reason is None:
+                log.info("read_only_left", epoch=self.log.epoch, nodes_up=self.log.nodes_up)
+            else:
+                log.warning("read_only_entered", reason=reason, nodes_up=self.log.nodes_up)
+            self._read_only_reason = reason
+
+    def _maybe_recover(self) -> None:
+        if self.log.epoch is not None or self._recovering:
+            return
+        plan = self.recovery.plan(
+            time.monotonic(), time.time_ns() // 1_000_000, self.log.cluster_size
+        )
+        if plan is None:
+            return
+        self._recovering = True
+        self._tasks.append(asyncio.get_running_loop().create_task(self._recover(plan)))
+
+    async def _recover(self, plan) -> None:  # type: ignore[no-untyped-def]
+        try:
+            entries: list[Entry] = []
+            if plan.source is not None:
+                log.info(
+                    "recovery_fetch",
+                    secondary=plan.source.secondary_id,
+                    length=plan.source.length,
+                    sync_epoch=plan.source.sync_epoch,
+                    last_epoch=plan.source.last_epoch,
+                    reports=len(self.recovery.reports),
+                )
+                try:
+                    entries = await fetch_log(plan.source.url)
+                except FetchError as exc:
+                    log.warning(
+                        "recovery_fetch_failed", secondary=plan.source.secondary_id, error=str(exc)
+                    )
+                    self.recovery.drop(plan.source.secondary_id)
+                    return
+            self.log.adopt(entries, plan.epoch)
+            log.info(
+                "recovered",
+                epoch=plan.epoch,
+                last_seq=self.log.last_seq,
+                source=plan.source.secondary_id if plan.source else None,
+                reports=sorted(self.recovery.reports),
+            )
+            self.opened.set()
+            self._check_health()
+        finally:
+            self._recovering = False
+
     def health(self) -> dict:
+        now = time.monotonic()
         last_seq = self.log.last_seq
         secondaries = [
             {
                 "id": p.secondary_id,
                 "url": p.url,
-                "status": "healthy" if p.connected else "unhealthy",
+                "status": p.status,
                 "acked_seq": p.acked_seq,
-                "lag": last_seq - p.acked_seq,
+                "lag": max(0, last_seq - p.acked_seq),
+                "last_heartbeat_ms_ago": (
+                    None if p.last_heard is None else round((now - p.last_heard) * 1000)
+                ),
             }
             for p in self.log.secondaries
         ]
+        reason = self.log.read_only_reason()
+        status = "ok" if reason is None else "read_only"
+        if self.log.epoch is None:
+            status = "recovering"
         return {
             "role": "master",
-            "status": "ok",
+            "status": status,
+            "quorum": self.log.quorum,
+            "read_only": reason is not None,
+            "read_only_reason": reason,
+            "epoch": self.log.epoch,
             "cluster_size": self.log.cluster_size,
+            "nodes_up": self.log.nodes_up,
             "last_seq": last_seq,
             "secondaries": secondaries,
         }
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await asyncio.gather(*(link.stop() for link in self.links.values()))

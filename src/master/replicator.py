@@ -23,6 +23,7 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 
 from common import wire
 from common.backoff import Backoff
+from core import UNHEALTHY
 
 if TYPE_CHECKING:
     from master.config import MasterConfig
@@ -66,6 +67,11 @@ class SecondaryLink:
             self._conn.close()
         self._wake.set()
 
+    def drop_connection(self) -> None:
+        """Close the current stream (declared unhealthy); the link dials again."""
+        if self._conn is not None:
+            self._conn.close()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -75,6 +81,8 @@ class SecondaryLink:
             self._conn.close()
 
     async def _run(self) -> None:
+        # A restarted master streams nothing before it has recovered the log.
+        await self.node.opened.wait()
         while True:
             self._restart.clear()
             try:
@@ -94,32 +102,54 @@ class SecondaryLink:
     async def _session(self) -> None:
         url = self.node.url_of(self.secondary_id).rstrip("/")
         ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        request = HTTPRequest(ws_url + wire.REPLICATION_PATH, connect_timeout=5, request_timeout=5)
-        conn = await websocket_connect(
-            request,
-            ping_interval=self.config.ping_interval,
-            ping_timeout=self.config.ping_timeout,
-            max_message_size=wire.MAX_MESSAGE_BYTES,
+        epoch = self.node.log.epoch
+        timeout = self.config.unhealthy_after
+        request = HTTPRequest(
+            f"{ws_url}{wire.REPLICATION_PATH}?epoch={epoch}",
+            connect_timeout=timeout,
+            request_timeout=timeout,
         )
+        conn = await websocket_connect(request, max_message_size=wire.MAX_MESSAGE_BYTES)
         self._conn = conn
-        raw = await asyncio.wait_for(conn.read_message(), 10)
+        raw = await asyncio.wait_for(conn.read_message(), timeout)
         if raw is None:
             return
         hello = wire.decode(raw, "hello")
-        self.node.stream_opened(self.secondary_id, wire.decode_seq(hello))
+        hello = {
+            "contiguous_seq": wire.decode_seq(hello),
+            "epoch_runs": wire.decode_epoch_runs(hello),
+        }
+        epoch, keep = self.node.stream_opened(self.secondary_id, hello)
+        await conn.write_message(wire.encode_sync(epoch, keep, self.node.log.last_seq))
         self._backoff.reset()
         reader = asyncio.get_running_loop().create_task(self._read_acks(conn))
         try:
-            while not reader.done():
-                self._wake.clear()
-                while (batch := self.node.next_batch(self.secondary_id)) is not None:
-                    await conn.write_message(wire.encode_append(batch.entries))
-                await self._wake.wait()
+            await self._send_loop(conn, reader)
         finally:
             conn.close()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, *CONNECT_ERRORS):
                 await reader
+
+    async def _send_loop(self, conn: WebSocketClientConnection, reader: asyncio.Task) -> None:
+        """Send batches as entries appear, and a heartbeat every interval."""
+        interval = self.config.heartbeat_interval
+        loop = asyncio.get_running_loop()
+        next_heartbeat = loop.time()
+        while not reader.done():
+            if self.node.status_of(self.secondary_id) == UNHEALTHY:
+                # Silent too long: this connection may be dead without knowing it
+                # (a cut link sends no RST). Drop it and dial again.
+                log.info("stream_dropped_unhealthy", secondary=self.secondary_id)
+                return
+            self._wake.clear()
+            while (batch := self.node.next_batch(self.secondary_id)) is not None:
+                await conn.write_message(wire.encode_append(batch.entries))
+            if loop.time() >= next_heartbeat:
+                await conn.write_message(wire.HEARTBEAT)
+                next_heartbeat = loop.time() + interval
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_heartbeat - loop.time()))
 
     async def _read_acks(self, conn: WebSocketClientConnection) -> None:
         try:

@@ -7,7 +7,7 @@ import tornado.web
 
 from common import wire
 from common.web import NotFoundHandler
-from secondary.handlers import HealthHandler, LogHandler, ReplicationHandler
+from secondary.handlers import HealthHandler, LogExportHandler, LogHandler, ReplicationHandler
 from secondary.node import SecondaryNode
 
 
@@ -17,12 +17,11 @@ def make_app(node: SecondaryNode) -> tornado.web.Application:
             (r"/", LogHandler, {"node": node}),
             (r"/health", HealthHandler, {"node": node}),
             (wire.REPLICATION_PATH, ReplicationHandler, {"node": node}),
+            (wire.LOG_PATH, LogExportHandler, {"node": node}),
         ],
         default_handler_class=NotFoundHandler,
         log_function=lambda handler: None,
         websocket_max_message_size=wire.MAX_MESSAGE_BYTES,
-        websocket_ping_interval=node.config.ping_interval,
-        websocket_ping_timeout=node.config.ping_timeout,
     )
 
 

@@ -20,10 +20,8 @@ class SecondaryConfig:
     advertise_url: str = ""
     log_format: str = "json"
     retry_initial: float = 0.05
-    retry_max: float = 2.0
-    # WebSocket keep-alive on the replication stream (Tornado wants timeout <= interval).
-    ping_interval: float = 2.0
-    ping_timeout: float = 2.0
+    retry_max: float = 1.0
+    master_timeout: float = 3.0
 
     @property
     def url(self) -> str:
@@ -95,9 +93,17 @@ def build_parser() -> EnvArgumentParser:
     parser.add_env_argument(
         "--retry-max",
         env=["REPLOG_RETRY_MAX"],
-        default=2.0,
+        default=1.0,
         type=positive_float,
         help="cap on the registration retry delay, in seconds",
+    )
+    parser.add_env_argument(
+        "--master-timeout",
+        env=["REPLOG_MASTER_TIMEOUT"],
+        default=3.0,
+        type=positive_float,
+        help="drop the replication stream and register again after this many seconds "
+        "without a message (batch or heartbeat) from the master",
     )
     parser.add_log_format()
     return parser
@@ -122,4 +128,5 @@ def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
         log_format=args.log_format,
         retry_initial=args.retry_initial,
         retry_max=args.retry_max,
+        master_timeout=args.master_timeout,
     )

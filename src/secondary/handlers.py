@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import orjson
 import structlog
 import tornado.websocket
 
@@ -42,41 +43,91 @@ class HealthHandler(JsonHandler):
 
     def get(self) -> None:
         node = self.node
+        follower = node.follower
         self.send_json(
             {
                 "role": "secondary",
                 "id": node.config.secondary_id,
-                "contiguous_seq": node.follower.contiguous_seq,
-                "buffered": len(node.follower.out_of_order),
+                "contiguous_seq": follower.contiguous_seq,
+                "buffered": len(follower.out_of_order),
                 "master": node.config.master_url,
                 "stream": node.stream is not None,
+                "sync_epoch": follower.sync_epoch,
+                "last_epoch": follower.last_epoch,
             }
         )
 
 
-class ReplicationHandler(tornado.websocket.WebSocketHandler):
-    """The master's replication stream: batches in, contiguous-prefix ACKs out."""
+class LogExportHandler(JsonHandler):
+    """`GET /replication/log?from=&limit=`: entries with epochs, for a restarting master."""
 
     def initialize(self, node: SecondaryNode) -> None:
         self.node = node
+
+    def get(self) -> None:
+        start, limit = parse_paging(self)
+        entries = self.node.follower.entries(start, limit)
+        self.send_json(orjson.dumps({"entries": [e.to_wire() for e in entries]}))
+
+
+class ReplicationHandler(tornado.websocket.WebSocketHandler):
+    """The master's replication stream: sync and batches in, contiguous-prefix ACKs out."""
+
+    def initialize(self, node: SecondaryNode) -> None:
+        self.node = node
+        self.epoch = 0
         self._delayed: set[asyncio.Task[None]] = set()
+
+    def get(self, *args: str, **kwargs: str) -> object:
+        raw = self.get_query_argument("epoch", "")
+        if not raw.isdigit():
+            self.set_status(400)
+            return self.finish(orjson.dumps({"error": "?epoch=<master epoch> is required"}))
+        self.epoch = int(raw)
+        if not self.node.accepts_master(self.epoch):
+            log.warning(
+                "stale_master_refused", epoch=self.epoch, sync_epoch=self.node.follower.sync_epoch
+            )
+            self.set_status(409)
+            return self.finish(orjson.dumps({"error": "a newer master epoch is known"}))
+        return super().get(*args, **kwargs)
 
     def open(self) -> None:
         self.node.attach_stream(self)
         follower = self.node.follower
         self._send(
             wire.encode_hello(
-                self.node.config.secondary_id, follower.contiguous_seq, follower.last_epoch
+                self.node.config.secondary_id,
+                follower.contiguous_seq,
+                follower.last_epoch,
+                follower.sync_epoch,
+                follower.epoch_runs(),
             )
         )
 
     def on_message(self, message: str | bytes) -> None:
+        if self.node.stream is not self:
+            return  # replaced by a newer stream
+        self.node.heard_from_master()
         try:
-            entries = wire.decode_append(message)
+            doc = wire.decode(message, "append", "heartbeat", "sync")
+            if doc["type"] == "heartbeat":
+                self._send(wire.encode_ack(self.node.follower.contiguous_seq))
+            elif doc["type"] == "sync":
+                epoch = wire.decode_int(doc, "epoch")
+                if epoch != self.epoch:
+                    raise wire.WireError("sync epoch differs from the stream's")
+                contiguous = self.node.sync(
+                    epoch, wire.decode_int(doc, "keep"), wire.decode_int(doc, "last_seq")
+                )
+                self._send(wire.encode_ack(contiguous))
+            else:
+                self._receive(wire.decode_entries(doc))
         except wire.WireError as exc:
             log.warning("bad_replication_message", error=str(exc))
             self.close(1003, "bad message")
-            return
+
+    def _receive(self, entries: list) -> None:
         if entries:
             log.info(
                 "replication_received",
@@ -98,7 +149,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         self._apply(entries)
 
     def _apply(self, entries: list) -> None:
-        contiguous_seq = self.node.apply(entries)
+        contiguous_seq = self.node.apply(entries, self.epoch)
         self._send(wire.encode_ack(contiguous_seq))
         log.info("ack_sent", contiguous_seq=contiguous_seq)
 

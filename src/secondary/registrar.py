@@ -44,14 +44,25 @@ class Registrar:
     async def _run(self) -> None:
         while True:
             if self.node.stream is not None:
-                self.node.stream_changed.clear()
-                await self.node.stream_changed.wait()
+                await self._watch_stream()
                 continue
             if await self._register_once():
                 self._backoff.reset()
                 await self._wait_for_stream(STREAM_WAIT_SECONDS)
             else:
                 await self._wait_for_stream(self._backoff.next_delay())
+
+    async def _watch_stream(self) -> None:
+        """While a stream is attached, drop it if the master falls silent."""
+        timeout = self.node.config.master_timeout
+        self.node.stream_changed.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.node.stream_changed.wait(), timeout / 4)
+        stream = self.node.stream
+        if stream is not None and self.node.master_silent_for() > timeout:
+            log.warning("master_silent", silent_s=round(self.node.master_silent_for(), 3))
+            self.node.detach_stream(stream)
+            stream.close()
 
     async def _wait_for_stream(self, seconds: float) -> None:
         self.node.stream_changed.clear()
@@ -61,11 +72,7 @@ class Registrar:
 
     async def _register_once(self) -> bool:
         config = self.node.config
-        body = {
-            "id": config.secondary_id,
-            "url": config.url,
-            "contiguous_seq": self.node.follower.contiguous_seq,
-        }
+        body = self.node.report()
         request = HTTPRequest(
             config.master_url + "/register",
             method="POST",
@@ -84,5 +91,6 @@ class Registrar:
             master=config.master_url,
             url=config.url,
             contiguous_seq=body["contiguous_seq"],
+            sync_epoch=body["sync_epoch"],
         )
         return True

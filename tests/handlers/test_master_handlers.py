@@ -1,22 +1,34 @@
-"""The master's handlers in-process (pytest-tornado), with no secondaries.
+"""The master's handlers in-process (pytest-tornado), with no real secondaries.
 
-The master expects 2 secondaries, so N = 3: `w=1` answers at once, and
-validation can be checked against N without any replication.
+The master expects 2 secondaries, so N = 3. Two secondaries are registered in
+the core as healthy (so there is quorum) but nothing replicates: `w=1`
+answers at once, and validation can be checked against N.
 """
 
 import asyncio
 import json
+import time
 
 import pytest
 
+from core import ReadOnly, WriteRequest
 from master.app import make_app
 from master.config import MasterConfig
-from master.node import MasterNode
+from master.node import MasterNode, WriteConcernTimeout
+
+
+def open_master(**config) -> MasterNode:
+    node = MasterNode(MasterConfig(secondaries=2, max_body_bytes=1000, **config))
+    node.log.adopt([], epoch=1)
+    for name in ("s1", "s2"):
+        node.log.register(name, f"http://{name}", 0, now=time.monotonic())
+    node.log.update_health(time.monotonic())
+    return node
 
 
 @pytest.fixture
 def node():
-    return MasterNode(MasterConfig(secondaries=2, max_body_bytes=1000))
+    return open_master()
 
 
 @pytest.fixture
@@ -70,9 +82,8 @@ async def test_write_waits_for_w_then_answers_with_the_resolved_w(http_client, b
     while not node.log.commit_waiters:  # the write is appended and waiting
         assert not task.done()
         await asyncio.sleep(0.01)
-    # A secondary acknowledges (the core event a replication link would deliver).
-    node.log.register("s1", "http://s1", 0)
-    node.log.stream_opened("s1", 0)
+    # A secondary acknowledges (the core events a replication link would deliver).
+    node.log.stream_opened("s1", 0, now=time.monotonic())
     node.acked("s1", 1)
     code, body = await task
     assert code == 201
@@ -165,7 +176,7 @@ async def test_bad_registration_is_400_and_registers_nothing(http_client, base_u
         base_url + "/register", method="POST", body=json.dumps(body), raise_error=False
     )
     assert resp.code == 400 and "error" in json.loads(resp.body)
-    assert node.log.secondaries == []
+    assert [p.secondary_id for p in node.log.secondaries] == ["s1", "s2"]
 
 
 @pytest.mark.gen_test
@@ -173,3 +184,58 @@ async def test_health_reports_the_log_and_cluster(http_client, base_url):
     await post(http_client, base_url, {"message": "m", "w": 1})
     body = json.loads((await http_client.fetch(base_url + "/health")).body)
     assert body["role"] == "master" and body["last_seq"] == 1 and body["cluster_size"] == 3
+
+
+@pytest.mark.gen_test
+async def test_wtimeout_answers_504_and_keeps_the_message(http_client, base_url, node):
+    code, body = await post(http_client, base_url, {"message": "m", "w": 3, "wtimeout": 50})
+    assert code == 504
+    assert body["seq"] == 1 and body["w"] == 3 and body["acks"] == 1
+    assert body["acked_by"] == ["master"] and "error" in body
+    assert node.log.last_seq == 1  # not rolled back
+    assert not node.log.commit_waiters
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("wtimeout", [-1, 1.5, "10", True])
+async def test_bad_wtimeout_is_400(http_client, base_url, node, wtimeout):
+    code, body = await post(http_client, base_url, {"message": "m", "wtimeout": wtimeout})
+    assert code == 400 and '"wtimeout"' in body["error"]
+    assert node.log.last_seq == 0
+
+
+@pytest.mark.gen_test
+async def test_master_default_wtimeout_applies_to_requests_without_one():
+    node = open_master(wtimeout_ms=30)
+    with pytest.raises(WriteConcernTimeout) as err:
+        await node.write(WriteRequest("m", 2, None))
+    assert err.value.wtimeout_ms == 30 and err.value.entry.seq == 1
+    # An explicit 0 means "no limit", overriding the default: it is still waiting.
+    pending = asyncio.ensure_future(node.write(WriteRequest("n", 2, None, wtimeout_ms=0)))
+    await asyncio.sleep(0.1)
+    assert not pending.done()
+    pending.cancel()
+
+
+@pytest.mark.gen_test
+async def test_read_only_without_quorum_is_503_but_duplicates_answer(http_client, base_url, node):
+    code, _ = await post(http_client, base_url, {"message": "kept", "w": 1, "id": "k"})
+    assert code == 201
+    node.log.update_health(time.monotonic() + 3600)  # every secondary silent for an hour
+    code, body = await post(http_client, base_url, {"message": "new", "w": 1})
+    assert code == 503 and body["error"].startswith("read-only: no quorum")
+    assert node.log.last_seq == 1
+    code, body = await post(http_client, base_url, {"message": "kept", "w": 1, "id": "k"})
+    assert code == 200 and body["duplicate"] is True
+    resp = await http_client.fetch(base_url + "/")
+    assert len(json.loads(resp.body)["messages"]) == 1  # reads keep working
+    health = json.loads((await http_client.fetch(base_url + "/health")).body)
+    assert health["read_only"] is True and health["quorum"] is False
+
+
+@pytest.mark.gen_test
+async def test_recovering_master_refuses_writes():
+    node = MasterNode(MasterConfig(secondaries=2))
+    with pytest.raises(ReadOnly) as err:
+        await node.write(WriteRequest("m", 1, "k"))
+    assert "recovering" in err.value.reason and node.log.last_seq == 0

@@ -35,11 +35,29 @@ async def test_client_post_is_refused_naming_the_master(http_client, base_url, n
 
 @pytest.mark.gen_test
 async def test_get_shows_only_the_contiguous_prefix(http_client, base_url, node):
-    node.apply([Entry(1, 1, None, "a"), Entry(2, 1, None, "b"), Entry(4, 1, None, "d")])
+    node.sync(1, 0, 0)
+    node.apply([Entry(1, 1, None, "a"), Entry(2, 1, None, "b"), Entry(4, 1, None, "d")], 1)
     body = json.loads((await http_client.fetch(base_url + "/")).body)
     assert [m["seq"] for m in body["messages"]] == [1, 2]
     health = json.loads((await http_client.fetch(base_url + "/health")).body)
     assert health["contiguous_seq"] == 2 and health["buffered"] == 1
-    node.apply([Entry(3, 1, None, "c")])
+    node.apply([Entry(3, 1, None, "c")], 1)
     body = json.loads((await http_client.fetch(base_url + "/")).body)
     assert [m["message"] for m in body["messages"]] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.gen_test
+async def test_log_export_gives_entries_with_epochs(http_client, base_url, node):
+    node.sync(7, 0, 0)
+    node.apply([Entry(1, 7, "a", "x"), Entry(2, 7, None, "y")], 7)
+    body = json.loads((await http_client.fetch(base_url + "/replication/log?from=2")).body)
+    assert body == {"entries": [[2, 7, None, "y"]]}
+
+
+@pytest.mark.gen_test
+async def test_replication_stream_refuses_a_stale_master(http_client, base_url, node):
+    node.sync(7, 0, 0)
+    resp = await http_client.fetch(base_url + "/replication?epoch=3", raise_error=False)
+    assert resp.code == 409
+    resp = await http_client.fetch(base_url + "/replication", raise_error=False)
+    assert resp.code == 400

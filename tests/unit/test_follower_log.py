@@ -62,3 +62,39 @@ def test_paging():
     log = FollowerLog()
     log.apply([e(i) for i in range(1, 6)])
     assert [x.seq for x in log.entries(2, 2)] == [2, 3]
+
+
+def test_sync_discards_a_conflicting_suffix_and_the_buffer():
+    log = FollowerLog()
+    log.apply([e(1), e(2), e(3), e(5)])
+    discarded = log.sync(master_epoch=2, keep=2, master_last_seq=2)
+    assert discarded == [3]
+    assert [x.seq for x in log.entries()] == [1, 2]
+    assert log.out_of_order == {}
+    assert log.stream_epoch == 2 and log.sync_epoch == 2  # holds 1..2 = the master's log
+
+
+def test_sync_epoch_moves_only_once_caught_up_with_the_master():
+    log = FollowerLog()
+    log.sync(master_epoch=3, keep=0, master_last_seq=3)
+    assert log.sync_epoch == 0
+    log.apply([e(1, epoch=1), e(2, epoch=1)], master_epoch=3)
+    assert log.sync_epoch == 0
+    log.apply([e(3, epoch=3)], master_epoch=3)
+    assert log.sync_epoch == 3
+
+
+def test_batches_from_another_master_epoch_are_dropped():
+    log = FollowerLog()
+    log.sync(master_epoch=2, keep=0, master_last_seq=0)
+    result = log.apply([e(1, epoch=1)], master_epoch=1)  # a late batch from the old master
+    assert result.stale and log.contiguous_seq == 0
+    assert log.apply([e(1, epoch=2)], master_epoch=2).applied == [1]
+
+
+def test_epoch_runs_summarise_the_log():
+    log = FollowerLog()
+    log.apply([e(1, epoch=1), e(2, epoch=1), e(3, epoch=4), e(4, epoch=4), e(5, epoch=7)])
+    assert log.epoch_runs() == [[1, 1], [4, 3], [7, 5]]
+    log.sync(master_epoch=9, keep=3, master_last_seq=3)
+    assert log.epoch_runs() == [[1, 1], [4, 3]]

@@ -2,14 +2,27 @@
 
 import pytest
 
-from core import MASTER, Entry, IdConflict, ReplicationLog
+from core import (
+    HEALTHY,
+    MASTER,
+    SUSPECTED,
+    UNHEALTHY,
+    Entry,
+    FollowerLog,
+    HealthPolicy,
+    IdConflict,
+    ReadOnly,
+    ReplicationLog,
+)
 
 
 def make_log(secondaries=("s1", "s2"), expected=2, **kw) -> ReplicationLog:
+    """An open master whose secondaries are connected and healthy at time 0."""
     log = ReplicationLog(expected_secondaries=expected, **kw)
     for name in secondaries:
-        log.register(name, f"http://{name}", 0)
-        log.stream_opened(name, 0)
+        log.register(name, f"http://{name}", 0, now=0.0)
+        log.stream_opened(name, 0, now=0.0)
+    log.update_health(0.0)
     return log
 
 
@@ -64,8 +77,8 @@ def test_waiter_resolves_when_ack_set_reaches_w():
     log = make_log()
     seq = log.append("a", None).entry.seq
     assert log.wait_for("t", seq, 3) is None
-    assert log.record_ack("s1", 1) == []
-    (done,) = log.record_ack("s2", 1)
+    assert log.record_ack("s1", 1, now=0.0) == []
+    (done,) = log.record_ack("s2", 1, now=0.0)
     assert done.token == "t" and done.acked_by == (MASTER, "s1", "s2")
     assert not log.commit_waiters
 
@@ -76,7 +89,7 @@ def test_ack_of_a_later_prefix_covers_earlier_entries():
         log.append(f"m{i}", None)
     log.wait_for("first", 1, 2)
     log.wait_for("third", 3, 2)
-    satisfied = {s.token for s in log.record_ack("s1", 3)}
+    satisfied = {s.token for s in log.record_ack("s1", 3, now=0.0)}
     assert satisfied == {"first", "third"}
     assert log.ack_set(2) == (MASTER, "s1")
 
@@ -86,7 +99,7 @@ def test_ack_below_a_waiting_seq_does_not_resolve_it():
     log.append("a", None)
     log.append("b", None)
     log.wait_for("t", 2, 2)
-    assert log.record_ack("s1", 1) == []
+    assert log.record_ack("s1", 1, now=0.0) == []
     assert "t" in log.commit_waiters
 
 
@@ -95,7 +108,7 @@ def test_cancelled_waiter_is_forgotten():
     log.append("a", None)
     log.wait_for("t", 1, 3)
     log.cancel_wait("t")
-    assert log.record_ack("s1", 1) == [] and log.record_ack("s2", 1) == []
+    assert log.record_ack("s1", 1, now=0.0) == [] and log.record_ack("s2", 1, now=0.0) == []
     assert not log.commit_waiters
 
 
@@ -124,7 +137,7 @@ def test_inflight_window_limits_unacknowledged_batches():
     assert log.next_batch("s1").seq_to == 1
     assert log.next_batch("s1").seq_to == 2
     assert log.next_batch("s1") is None
-    log.record_ack("s1", 1)
+    log.record_ack("s1", 1, now=0.0)
     assert log.next_batch("s1").seq_to == 3
 
 
@@ -133,10 +146,10 @@ def test_closed_stream_resends_everything_unacknowledged():
     for i in range(4):
         log.append(f"m{i}", None)
     log.next_batch("s1")
-    log.record_ack("s1", 2)
+    log.record_ack("s1", 2, now=0.0)
     log.stream_closed("s1")
     assert log.next_batch("s1") is None  # not connected: nothing to send
-    log.stream_opened("s1", 2)
+    log.stream_opened("s1", 2, now=0.0)
     batch = log.next_batch("s1")
     assert (batch.seq_from, batch.seq_to) == (3, 4)
 
@@ -146,12 +159,12 @@ def test_reregistration_with_an_empty_log_refills_from_the_start():
     for i in range(3):
         log.append(f"m{i}", None)
     log.next_batch("s1")
-    log.record_ack("s1", 3)
+    log.record_ack("s1", 3, now=0.0)
     assert log.ack_set(3) == (MASTER, "s1")
     # The secondary restarted and lost everything: it must not count as holding it.
-    log.register("s1", "http://s1", 0)
+    log.register("s1", "http://s1", 0, now=0.0)
     assert log.ack_set(1) == (MASTER,)
-    log.stream_opened("s1", 0)
+    log.stream_opened("s1", 0, now=0.0)
     batch = log.next_batch("s1")
     assert (batch.seq_from, batch.seq_to) == (1, 3)
 
@@ -159,7 +172,7 @@ def test_reregistration_with_an_empty_log_refills_from_the_start():
 def test_acks_beyond_the_log_are_capped():
     log = make_log()
     log.append("a", None)
-    log.record_ack("s1", 99)
+    log.record_ack("s1", 99, now=0.0)
     assert log.progress("s1").acked_seq == 1
 
 
@@ -167,7 +180,7 @@ def test_stream_open_resolves_waiters_already_covered():
     log = make_log()
     log.append("a", None)
     log.wait_for("t", 1, 2)
-    (done,) = log.stream_opened("s2", 1)
+    (done,) = log.stream_opened("s2", 1, now=0.0)
     assert done.token == "t"
 
 
@@ -189,3 +202,119 @@ def test_entries_paging():
     assert [e.seq for e in log.entries(4, 3)] == [4, 5, 6]
     assert log.entries(11) == []
     assert log.entry(1) == Entry(1, 1, None, "m0")
+
+
+# -- failure detection, quorum, read-only ------------------------------------
+
+
+def test_status_follows_silence_thresholds():
+    log = make_log(health=HealthPolicy(suspect_after=1.0, unhealthy_after=3.0))
+    assert log.update_health(0.5) == []
+    log.heard_from("s1", 0.5)
+    changes = log.update_health(1.2)
+    assert [(c.secondary_id, c.after) for c in changes] == [("s2", SUSPECTED)]
+    changes = log.update_health(3.2)
+    assert {(c.secondary_id, c.after) for c in changes} == {("s1", SUSPECTED), ("s2", UNHEALTHY)}
+    log.heard_from("s2", 3.3)
+    changes = log.update_health(3.4)
+    assert [(c.secondary_id, c.before, c.after) for c in changes] == [("s2", UNHEALTHY, HEALTHY)]
+
+
+def test_suspected_nodes_still_count_for_quorum():
+    log = make_log(health=HealthPolicy(suspect_after=1.0, unhealthy_after=3.0))
+    log.update_health(2.0)  # both suspected
+    assert log.quorum and log.read_only_reason() is None
+    log.update_health(5.0)  # both unhealthy: 1 of 3 up
+    assert not log.quorum
+    assert "no quorum" in log.read_only_reason()
+
+
+def test_no_quorum_refuses_new_writes_but_answers_duplicates():
+    log = make_log(health=HealthPolicy(suspect_after=1.0, unhealthy_after=3.0))
+    log.append("kept", "k")
+    log.update_health(10.0)
+    with pytest.raises(ReadOnly):
+        log.append("new", "n")
+    with pytest.raises(ReadOnly):
+        log.append("no id", None)
+    assert log.append("kept", "k").duplicate
+    assert log.last_seq == 1
+    log.heard_from("s1", 10.0)
+    log.update_health(10.0)
+    assert log.append("new", "n").entry.seq == 2  # writes resume by themselves
+
+
+def test_expected_but_unregistered_secondaries_count_as_down():
+    log = ReplicationLog(expected_secondaries=2)
+    assert not log.quorum  # 1 of 3
+    log.register("s1", "http://s1", 0, now=0.0)
+    log.update_health(0.0)
+    assert log.quorum  # 2 of 3
+
+
+def test_a_dropped_stream_makes_a_healthy_secondary_suspected_at_once():
+    log = make_log()
+    log.stream_closed("s1")
+    assert log.progress("s1").status == SUSPECTED
+    assert log.quorum
+
+
+def test_recovering_master_is_read_only_and_cannot_answer_duplicates_yet():
+    log = ReplicationLog(epoch=None)
+    assert "recovering" in log.read_only_reason()
+    with pytest.raises(ReadOnly):
+        log.append("m", "k")
+
+
+def test_acks_from_a_stream_that_is_not_open_are_ignored():
+    log = make_log()
+    log.append("a", None)
+    log.register("s1", "http://s1", 0, now=0.0)  # re-registered: old stream is gone
+    assert log.record_ack("s1", 1, now=0.0) == []
+    assert log.ack_set(1) == (MASTER,)
+
+
+# -- recovery: adopting a log, matching a secondary's log --------------------
+
+
+def entries(*epochs):
+    return [Entry(i, e, f"id{i}", f"m{i}") for i, e in enumerate(epochs, start=1)]
+
+
+def test_adopt_installs_the_log_and_rebuilds_the_idempotency_index():
+    log = ReplicationLog(epoch=None)
+    log.adopt(entries(1, 1, 2), epoch=3)
+    assert log.last_seq == 3 and log.epoch == 3
+    assert log.append("m2", "id2").duplicate
+    with pytest.raises(IdConflict):
+        log.append("other", "id1")
+    assert log.append("new", None).entry == Entry(4, 3, None, "new")
+
+
+def test_adopt_rejects_a_log_with_holes():
+    log = ReplicationLog(epoch=None)
+    with pytest.raises(ValueError):
+        log.adopt([Entry(1, 1, None, "a"), Entry(3, 1, None, "c")], epoch=2)
+
+
+@pytest.mark.parametrize(
+    ("theirs", "expected"),
+    [
+        ([], 0),
+        ([1, 1], 2),  # a prefix of ours
+        ([1, 1, 2, 2, 2], 5),  # all of ours
+        ([1, 1, 2, 2, 2, 2, 2], 5),  # longer than ours: the surplus goes
+        ([1, 1, 3, 3], 2),  # diverged after seq 2 (another master's epoch 3)
+        ([4, 4], 0),  # nothing in common
+    ],
+)
+def test_matching_prefix(theirs, expected):
+    log = ReplicationLog(epoch=None)
+    log.adopt(entries(1, 1, 2, 2, 2), epoch=5)
+    follower = FollowerLog()
+    follower.sync(max(theirs, default=0), 0, 0)
+    for seq, epoch in enumerate(theirs, start=1):
+        follower.stream_epoch = epoch
+        follower.apply([Entry(seq, epoch, None, "x")], epoch)
+    runs = follower.epoch_runs()
+    assert log.matching_prefix(runs, follower.contiguous_seq) == expected

@@ -1,0 +1,68 @@
+"""Start-up recovery rules of a restarted master (core.recovery)."""
+
+from core import LogReport, Recovery
+
+
+def report(name, length=0, last_epoch=0, sync_epoch=0):
+    return LogReport(name, f"http://{name}", length, last_epoch, sync_epoch)
+
+
+def test_waits_for_a_majority_of_nodes():
+    recovery = Recovery(grace=5.0)
+    assert recovery.plan(0.0, 1000, cluster_size=5) is None
+    recovery.report(report("s1", 3, 1, 1))
+    assert recovery.missing(5) == 1
+    assert recovery.plan(0.0, 1000, cluster_size=5) is None
+
+
+def test_a_new_cluster_opens_as_soon_as_a_majority_reported():
+    recovery = Recovery(grace=5.0)
+    recovery.report(report("s1"))
+    plan = recovery.plan(0.0, 1000, cluster_size=3)
+    assert plan is not None and plan.source is None and plan.epoch == 1000
+
+
+def test_with_history_it_waits_for_everyone_or_the_grace_period():
+    recovery = Recovery(grace=5.0)
+    recovery.report(report("s1", 10, 7, 7))
+    assert recovery.plan(0.0, 1000, cluster_size=3) is None
+    assert recovery.plan(4.9, 1000, cluster_size=3) is None
+    plan = recovery.plan(5.0, 1000, cluster_size=3)
+    assert plan is not None and plan.source.secondary_id == "s1"
+
+
+def test_everyone_reported_means_no_wait():
+    recovery = Recovery(grace=5.0)
+    recovery.report(report("s1", 10, 7, 7))
+    recovery.report(report("s2", 12, 7, 7))
+    plan = recovery.plan(0.0, 1000, cluster_size=3)
+    assert plan.source.secondary_id == "s2"
+
+
+def test_best_log_ranks_sync_epoch_then_last_epoch_then_length():
+    recovery = Recovery(grace=0.0)
+    recovery.report(report("longest_but_stale", 50, 3, 3))
+    recovery.report(report("newer_last_entry", 5, 5, 4))
+    recovery.report(report("synced_latest", 8, 4, 5))
+    plan = recovery.plan(0.0, 0, cluster_size=4)
+    assert plan.source.secondary_id == "synced_latest"
+
+
+def test_new_epoch_is_above_anything_seen_and_at_least_the_clock():
+    recovery = Recovery(grace=0.0)
+    recovery.report(report("s1", 1, 9000, 9000))
+    assert recovery.plan(0.0, 100, cluster_size=2).epoch == 9001
+    assert recovery.plan(0.0, 20000, cluster_size=2).epoch == 20000
+
+
+def test_a_failed_source_is_dropped_and_the_next_best_chosen():
+    recovery = Recovery(grace=0.0)
+    recovery.report(report("s1", 5, 2, 2))
+    recovery.report(report("s2", 4, 2, 2))
+    recovery.drop("s1")
+    assert recovery.plan(0.0, 0, cluster_size=3).source.secondary_id == "s2"
+
+
+def test_no_cluster_no_wait():
+    plan = Recovery(grace=5.0).plan(0.0, 42, cluster_size=1)
+    assert plan is not None and plan.source is None and plan.epoch == 42
