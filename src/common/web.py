@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -11,6 +12,8 @@ from core import RequestError
 from core.entry import Entry
 
 JSON_TYPE = "application/json"
+# ASCII digits only (str.isdigit also accepts "²"), and few enough for int().
+DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def decode_json_body(body: bytes) -> Any:
@@ -37,7 +40,7 @@ def parse_paging(handler: tornado.web.RequestHandler) -> tuple[int, int | None]:
         if raw is None:
             values.append(None)
             continue
-        if not raw.isdigit() or int(raw) < 1:
+        if not DIGITS.fullmatch(raw) or int(raw) < 1:
             raise RequestError(
                 400, f'query parameter "{name}" must be a positive integer, got {raw!r}'
             )

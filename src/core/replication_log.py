@@ -225,15 +225,17 @@ class ReplicationLog:
     def register(self, secondary_id: str, url: str, contiguous_seq: int, now: float) -> None:
         """A secondary announced itself and how much of the log it holds.
 
-        Its progress is replaced, not merged: a secondary that restarted with
-        an empty log must be refilled, not remembered as already served.
+        What it reports can only lower what we count it as holding: a
+        secondary that restarted with an empty log must be refilled, not
+        remembered as already served, while a claim to hold more is only
+        believed once its stream's hello has been matched against our log.
         """
         progress = self._secondaries.get(secondary_id)
         if progress is None:
             progress = SecondaryProgress(secondary_id, url)
             self._secondaries[secondary_id] = progress
         progress.url = url
-        progress.acked_seq = progress.sent_seq = min(max(contiguous_seq, 0), self.last_seq)
+        progress.acked_seq = progress.sent_seq = min(progress.acked_seq, max(contiguous_seq, 0))
         progress.inflight.clear()
         progress.connected = False
         self.heard_from(secondary_id, now)

@@ -14,6 +14,8 @@ from common.config import (
 )
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+# A message must fit in one replication frame (common.wire.MAX_MESSAGE_BYTES).
+MAX_BODY_BYTES_LIMIT = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ def build_parser() -> EnvArgumentParser:
 def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.max_body_bytes > MAX_BODY_BYTES_LIMIT:
+        parser.error(f"--max-body-bytes is at most {MAX_BODY_BYTES_LIMIT} (64 MiB)")
     if not args.heartbeat_interval < args.suspect_after < args.unhealthy_after:
         parser.error("need --heartbeat-interval < --suspect-after < --unhealthy-after")
     return MasterConfig(

@@ -9,6 +9,7 @@ import tornado.web
 
 from common.web import JsonHandler, decode_json_body, parse_paging, render_messages
 from core import IdConflict, LogReport, ReadOnly, RequestError, parse_write
+from core.write_request import show
 from master.node import MasterNode, WriteConcernTimeout
 
 
@@ -31,10 +32,12 @@ class LogHandler(JsonHandler):
         return self.node.config.max_body_bytes
 
     def prepare(self) -> None:
+        if self.request.method not in ("GET", "POST"):
+            raise tornado.web.HTTPError(405)
         if self.request.method != "POST":
             return
-        declared = self.request.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
             self._too_large()
 
     def data_received(self, chunk: bytes) -> None:
@@ -91,7 +94,7 @@ class LogHandler(JsonHandler):
         except IdConflict as exc:
             self.send_error_json(
                 409,
-                f"id {exc.client_id!r} already names message seq {exc.existing.seq} "
+                f"id {show(exc.client_id)} already names message seq {exc.existing.seq} "
                 "with a different text; use a new id for a new message",
                 seq=exc.existing.seq,
             )
@@ -103,6 +106,20 @@ class LogHandler(JsonHandler):
     def on_connection_close(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
+
+
+def is_reachable_url(url: object) -> bool:
+    """An http(s) URL with a host (and a valid port, if any)."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+        host = parts.hostname
+    except ValueError:
+        return False
+    labels_ok = bool(host) and all(0 < len(label) <= 63 for label in host.split("."))
+    return parts.scheme in ("http", "https") and labels_ok
 
 
 class RegisterHandler(JsonHandler):
@@ -122,8 +139,7 @@ class RegisterHandler(JsonHandler):
         secondary_id, url = doc.get("id"), doc.get("url")
         if not isinstance(secondary_id, str) or not secondary_id or secondary_id == "master":
             raise RequestError(400, '"id" must be a non-empty string other than "master"')
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        if not is_reachable_url(url):
             raise RequestError(
                 400, '"url" must be an http(s) URL the master can reach, like http://127.0.0.2:5001'
             )

@@ -211,9 +211,9 @@ class MasterNode:
         )
         return self.log.epoch, keep
 
-    def stream_closed(self, secondary_id: str) -> None:
-        progress = self.log.progress(secondary_id)
-        if progress.connected:
+    def stream_closed(self, secondary_id: str, was_open: bool) -> None:
+        if was_open:
+            progress = self.log.progress(secondary_id)
             log.info("stream_closed", secondary=secondary_id, acked_seq=progress.acked_seq)
         self.log.stream_closed(secondary_id)
 

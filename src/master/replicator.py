@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 import structlog
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -42,7 +43,13 @@ CONNECT_ERRORS = (
 
 
 class SecondaryLink:
-    """Keeps a replication stream to one secondary open, reconnecting forever."""
+    """Keeps a replication stream to one secondary open, reconnecting forever.
+
+    Each connection attempt runs as its own task (a session). `restart()`
+    cancels the current session outright, so nothing an old session reads
+    (a late hello or ACK) can reach the core after the secondary registered
+    again.
+    """
 
     def __init__(self, node: MasterNode, secondary_id: str, config: MasterConfig) -> None:
         self.node = node
@@ -53,6 +60,7 @@ class SecondaryLink:
         self._restart = asyncio.Event()  # registration: reconnect now
         self._conn: WebSocketClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._session_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -61,11 +69,11 @@ class SecondaryLink:
         self._wake.set()
 
     def restart(self) -> None:
+        """Registration: drop the current session (if any) and dial at once."""
         self._backoff.reset()
         self._restart.set()
-        if self._conn is not None:
-            self._conn.close()
-        self._wake.set()
+        if self._session_task is not None:
+            self._session_task.cancel()
 
     def drop_connection(self) -> None:
         """Close the current stream (declared unhealthy); the link dials again."""
@@ -73,25 +81,29 @@ class SecondaryLink:
             self._conn.close()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._conn is not None:
-            self._conn.close()
+        for task in (self._task, self._session_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _run(self) -> None:
         # A restarted master streams nothing before it has recovered the log.
         await self.node.opened.wait()
+        loop = asyncio.get_running_loop()
         while True:
             self._restart.clear()
+            self._session_task = loop.create_task(self._session())
             try:
-                await self._session()
+                await self._session_task
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise  # the link itself is stopping
             except CONNECT_ERRORS as exc:
                 log.info("stream_error", secondary=self.secondary_id, error=repr(exc))
-            finally:
-                self._conn = None
-                self.node.stream_closed(self.secondary_id)
+            except Exception:
+                # Never let a surprise end the link for good: log it and retry.
+                log.exception("stream_failed", secondary=self.secondary_id)
             if self._restart.is_set():
                 continue
             delay = self._backoff.next_delay()
@@ -100,36 +112,54 @@ class SecondaryLink:
                 await asyncio.wait_for(self._restart.wait(), delay)
 
     async def _session(self) -> None:
+        opened = False
+        try:
+            conn = await self._connect()
+            raw = await asyncio.wait_for(conn.read_message(), self.config.unhealthy_after)
+            if raw is None:
+                return
+            hello = self._check_hello(wire.decode(raw, "hello"))
+            epoch, keep = self.node.stream_opened(self.secondary_id, hello)
+            opened = True
+            await conn.write_message(wire.encode_sync(epoch, keep, self.node.log.last_seq))
+            self._backoff.reset()
+            reader = asyncio.get_running_loop().create_task(self._read_acks(conn))
+            try:
+                await self._send_loop(conn, reader)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *CONNECT_ERRORS):
+                    await reader
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self.node.stream_closed(self.secondary_id, was_open=opened)
+
+    async def _connect(self) -> WebSocketClientConnection:
         url = self.node.url_of(self.secondary_id).rstrip("/")
         ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        epoch = self.node.log.epoch
+        query = urlencode({"epoch": self.node.log.epoch, "secondary": self.secondary_id})
         timeout = self.config.unhealthy_after
         request = HTTPRequest(
-            f"{ws_url}{wire.REPLICATION_PATH}?epoch={epoch}",
+            f"{ws_url}{wire.REPLICATION_PATH}?{query}",
             connect_timeout=timeout,
             request_timeout=timeout,
         )
-        conn = await websocket_connect(request, max_message_size=wire.MAX_MESSAGE_BYTES)
-        self._conn = conn
-        raw = await asyncio.wait_for(conn.read_message(), timeout)
-        if raw is None:
-            return
-        hello = wire.decode(raw, "hello")
-        hello = {
+        self._conn = await websocket_connect(request, max_message_size=wire.MAX_MESSAGE_BYTES)
+        return self._conn
+
+    def _check_hello(self, hello: dict) -> dict:
+        if hello.get("secondary") != self.secondary_id:
+            # Another secondary answers at this URL: it must not count as this one.
+            raise wire.WireError(
+                f"{self.node.url_of(self.secondary_id)} is {hello.get('secondary')!r}, "
+                f"not {self.secondary_id!r}"
+            )
+        return {
             "contiguous_seq": wire.decode_seq(hello),
             "epoch_runs": wire.decode_epoch_runs(hello),
         }
-        epoch, keep = self.node.stream_opened(self.secondary_id, hello)
-        await conn.write_message(wire.encode_sync(epoch, keep, self.node.log.last_seq))
-        self._backoff.reset()
-        reader = asyncio.get_running_loop().create_task(self._read_acks(conn))
-        try:
-            await self._send_loop(conn, reader)
-        finally:
-            conn.close()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *CONNECT_ERRORS):
-                await reader
 
     async def _send_loop(self, conn: WebSocketClientConnection, reader: asyncio.Task) -> None:
         """Send batches as entries appear, and a heartbeat every interval."""

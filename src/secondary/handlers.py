@@ -10,7 +10,7 @@ import structlog
 import tornado.websocket
 
 from common import wire
-from common.web import JsonHandler, parse_paging, render_messages
+from common.web import DIGITS, JSON_TYPE, JsonHandler, parse_paging, render_messages
 from secondary.node import SecondaryNode
 
 log = structlog.get_logger("replog.secondary")
@@ -80,17 +80,30 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
 
     def get(self, *args: str, **kwargs: str) -> object:
         raw = self.get_query_argument("epoch", "")
-        if not raw.isdigit():
-            self.set_status(400)
-            return self.finish(orjson.dumps({"error": "?epoch=<master epoch> is required"}))
+        if not DIGITS.fullmatch(raw):
+            return self._refuse(400, "?epoch=<master epoch> is required")
+        wanted = self.get_query_argument("secondary", self.node.config.secondary_id)
+        if wanted != self.node.config.secondary_id:
+            # The master dialled the wrong node: it must not count us as `wanted`.
+            return self._refuse(409, f"this is {self.node.config.secondary_id!r}, not {wanted!r}")
         self.epoch = int(raw)
         if not self.node.accepts_master(self.epoch):
             log.warning(
                 "stale_master_refused", epoch=self.epoch, sync_epoch=self.node.follower.sync_epoch
             )
-            self.set_status(409)
-            return self.finish(orjson.dumps({"error": "a newer master epoch is known"}))
+            return self._refuse(409, "a newer master epoch is known here")
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            return self._refuse(400, "this is the replication WebSocket endpoint")
         return super().get(*args, **kwargs)
+
+    def _refuse(self, status: int, message: str) -> object:
+        self.set_status(status)
+        self.set_header("Content-Type", JSON_TYPE)
+        return self.finish(orjson.dumps({"error": message}))
+
+    def write_error(self, status_code: int, **kwargs: object) -> None:
+        self.set_header("Content-Type", JSON_TYPE)
+        self.finish(orjson.dumps({"error": self._reason}))
 
     def open(self) -> None:
         self.node.attach_stream(self)
@@ -159,4 +172,8 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
             self.write_message(payload)
 
     def on_close(self) -> None:
+        # Batches still held by the delay die with their stream: the next
+        # stream's hello reports what we hold and the master resends the rest.
+        for task in self._delayed:
+            task.cancel()
         self.node.detach_stream(self)

@@ -86,6 +86,10 @@ class Registrar:
         except (OSError, HTTPClientError) as exc:
             log.info("register_failed", master=config.master_url, error=str(exc))
             return False
+        except Exception as exc:
+            # Keep trying whatever went wrong: start order must never matter.
+            log.warning("register_failed", master=config.master_url, error=repr(exc))
+            return False
         log.info(
             "registered",
             master=config.master_url,

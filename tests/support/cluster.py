@@ -164,13 +164,20 @@ class Cluster:
         yield from self.secondaries.values()
 
     def write(
-        self, message: str, w: int | str | None = None, id: object = None, **kw
+        self,
+        message: str,
+        w: int | str | None = None,
+        id: object = None,
+        wtimeout: int | None = None,
+        **kw,
     ) -> http.Response:
         body: dict = {"message": message}
         if w is not None:
             body["w"] = w
         if id is not None:
             body["id"] = id
+        if wtimeout is not None:
+            body["wtimeout"] = wtimeout
         return http.post(self.master_url + "/", body, **kw)
 
     def stop(self) -> None:
