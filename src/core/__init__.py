@@ -15,7 +15,14 @@ from core.replication_log import (
     SecondaryProgress,
     StatusChange,
 )
-from core.write_request import MAJORITY, RequestError, WriteRequest, parse_write, resolve_w
+from core.write_request import (
+    MAJORITY,
+    RequestError,
+    WriteItem,
+    WriteRequest,
+    parse_write,
+    resolve_w,
+)
 
 __all__ = [
     "HEALTHY",
@@ -40,6 +47,7 @@ __all__ = [
     "Satisfied",
     "SecondaryProgress",
     "StatusChange",
+    "WriteItem",
     "WriteRequest",
     "parse_write",
     "resolve_w",

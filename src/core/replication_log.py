@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from core.entry import ClientId, Entry
 from core.health import SUSPECTED, UNHEALTHY, HealthPolicy
-from core.write_request import majority
+from core.write_request import WriteItem, majority
 
 MASTER = "master"
 
@@ -152,28 +152,49 @@ class ReplicationLog:
         return self._entries[start:stop]
 
     def append(self, message: str, client_id: ClientId | None) -> Appended:
-        """Append a client's message, or return the entry its key already names.
+        """Append one message; see `append_batch`."""
+        return self.append_batch([WriteItem(message, client_id)])[0]
 
+    def append_batch(self, items: Sequence[WriteItem]) -> list[Appended]:
+        """Append messages in order, atomically: all new ones or none.
+
+        An item whose id already names the same message is a duplicate (nothing
+        appended, answered with the original entry, even while read-only); an
+        id naming another message is an IdConflict and nothing is appended.
         Check and append happen in one synchronous step, so the order of the
-        log and the order of seqs can never disagree. A duplicate is answered
-        even while read-only: it appends nothing.
+        log and the order of seqs can never disagree.
         """
-        if client_id is not None and self.epoch is not None:
-            seq = self._seq_by_id.get(client_id)
-            if seq is not None:
-                existing = self.entry(seq)
-                if existing.message != message:
-                    raise IdConflict(client_id, existing)
-                return Appended(existing, duplicate=True)
-        reason = self.read_only_reason()
-        if reason is not None:
-            raise ReadOnly(reason)
-        assert self.epoch is not None
-        entry = Entry(self.last_seq + 1, self.epoch, client_id, message)
-        self._entries.append(entry)
-        if client_id is not None:
-            self._seq_by_id[client_id] = entry.seq
-        return Appended(entry, duplicate=False)
+        found: list[Entry | None] = [self._existing(item) for item in items]
+        if any(entry is None for entry in found):
+            reason = self.read_only_reason()
+            if reason is not None:
+                raise ReadOnly(reason)
+        results = []
+        for item, existing in zip(items, found, strict=True):
+            if existing is not None:
+                results.append(Appended(existing, duplicate=True))
+                continue
+            assert self.epoch is not None
+            entry = Entry(len(self._entries) + 1, self.epoch, item.id, item.message)
+            self._entries.append(entry)
+            if item.id is not None:
+                self._seq_by_id[item.id] = entry.seq
+            results.append(Appended(entry, duplicate=False))
+        return results
+
+    def _existing(self, item: WriteItem) -> Entry | None:
+        """The entry `item.id` already names, if any (IdConflict if another message)."""
+        if item.id is None:
+            return None
+        if self.epoch is None:
+            raise ReadOnly("recovering: waiting for the secondaries to report their logs")
+        seq = self._seq_by_id.get(item.id)
+        if seq is None:
+            return None
+        existing = self._entries[seq - 1]
+        if existing.message != item.message:
+            raise IdConflict(item.id, existing)
+        return existing
 
     def adopt(self, entries: list[Entry], epoch: int) -> None:
         """Install a recovered log and open for writes in a new epoch."""

@@ -26,13 +26,31 @@ class RequestError(Exception):
         self.message = message
 
 
+# The most messages one batch request may carry.
+MAX_BATCH = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class WriteItem:
+    message: str
+    id: ClientId | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class WriteRequest:
-    message: str
+    """One client write: a single message, or a batch appended atomically in order."""
+
+    items: tuple[WriteItem, ...]
     w: int
-    id: ClientId | None
     # Milliseconds to wait for `w` before answering 504; None: the master's default.
     wtimeout_ms: int | None = None
+    batch: bool = False
+
+    @classmethod
+    def single(
+        cls, message: str, w: int, id: ClientId | None = None, wtimeout_ms: int | None = None
+    ) -> WriteRequest:
+        return cls((WriteItem(message, id),), w, wtimeout_ms)
 
 
 def show(value: object) -> str:
@@ -94,15 +112,54 @@ def validate_wtimeout(raw: object) -> int | None:
     )
 
 
+def parse_message(doc: dict, where: str = "") -> str:
+    message = doc.get("message")
+    if not isinstance(message, str):
+        what = "missing" if "message" not in doc else f"not a string ({show(message)})"
+        raise RequestError(400, f'"message"{where} is {what}: send {{"message": "<text>"}}')
+    return message
+
+
+def parse_batch(raw: object) -> tuple[WriteItem, ...]:
+    """`"messages"`: a list of strings, or of {"message", "id"} objects."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BATCH:
+        raise RequestError(
+            400,
+            f'"messages" must be a list of 1 to {MAX_BATCH} strings or {{"message", "id"}} objects',
+        )
+    items = []
+    seen: set = set()
+    for index, item in enumerate(raw):
+        if isinstance(item, str):
+            items.append(WriteItem(item))
+            continue
+        if not isinstance(item, dict):
+            raise RequestError(400, f'"messages"[{index}] must be a string or an object')
+        message = parse_message(item, where=f" of messages[{index}]")
+        client_id = validate_id(item.get("id"))
+        if client_id is not None:
+            key = (type(client_id), client_id)
+            if key in seen:
+                raise RequestError(400, f"id {show(client_id)} appears twice in the batch")
+            seen.add(key)
+        items.append(WriteItem(message, client_id))
+    return tuple(items)
+
+
 def parse_write(doc: object, cluster_size: int) -> WriteRequest:
     """Validate a decoded `POST /` body against a cluster of `cluster_size` nodes."""
     if not isinstance(doc, dict):
         raise RequestError(400, 'the body must be a JSON object like {"message": "hi", "w": 1}')
-    message = doc.get("message")
-    if not isinstance(message, str):
-        what = "missing" if "message" not in doc else f"not a string ({show(message)})"
-        raise RequestError(400, f'"message" is {what}: send {{"message": "<text>"}}')
+    if "messages" in doc:
+        if "message" in doc or "id" in doc:
+            raise RequestError(
+                400, 'send either "message" (and "id") or "messages" (with ids inside), not both'
+            )
+        items = parse_batch(doc["messages"])
+        batch = True
+    else:
+        items = (WriteItem(parse_message(doc), validate_id(doc.get("id"))),)
+        batch = False
     w = resolve_w(doc.get("w"), cluster_size)
-    client_id = validate_id(doc.get("id"))
     wtimeout_ms = validate_wtimeout(doc.get("wtimeout"))
-    return WriteRequest(message=message, w=w, id=client_id, wtimeout_ms=wtimeout_ms)
+    return WriteRequest(items=items, w=w, wtimeout_ms=wtimeout_ms, batch=batch)

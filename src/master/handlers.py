@@ -80,12 +80,18 @@ class LogHandler(JsonHandler):
             )
             return
         except WriteConcernTimeout as exc:
+            seqs = [a.entry.seq for a in exc.appended]
+            where = f"at seq {seqs[0]}" if len(seqs) == 1 else f"at seqs {seqs[0]}..{seqs[-1]}"
+            where_fields = (
+                {"seqs": seqs}
+                if request.batch
+                else {"seq": seqs[0], "id": exc.appended[0].entry.id}
+            )
             self.send_error_json(
                 504,
                 f"write concern w={exc.w} not met within {exc.wtimeout_ms} ms; the message "
-                f"is in the log at seq {exc.entry.seq} and keeps replicating (not rolled back)",
-                seq=exc.entry.seq,
-                id=exc.entry.id,
+                f"is in the log {where} and keeps replicating (not rolled back)",
+                **where_fields,
                 w=exc.w,
                 acks=len(exc.acked_by),
                 acked_by=list(exc.acked_by),
@@ -101,7 +107,7 @@ class LogHandler(JsonHandler):
             return
         except asyncio.CancelledError:
             return  # the client went away; the entry stays and keeps replicating
-        self.send_json(outcome.to_json(), 200 if outcome.duplicate else 201)
+        self.send_json(outcome.to_json(), 200 if outcome.all_duplicates else 201)
 
     def on_connection_close(self) -> None:
         if self._pending is not None:

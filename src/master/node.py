@@ -18,6 +18,7 @@ import structlog
 
 from core import (
     UNHEALTHY,
+    Appended,
     Batch,
     HealthPolicy,
     LogReport,
@@ -36,29 +37,43 @@ log = structlog.get_logger("replog.master")
 
 @dataclass(frozen=True, slots=True)
 class WriteOutcome:
-    entry: Entry
+    appended: list[Appended]
     w: int
     acked_by: tuple[str, ...]
-    duplicate: bool
+    batch: bool
+
+    @property
+    def all_duplicates(self) -> bool:
+        return all(a.duplicate for a in self.appended)
 
     def to_json(self) -> dict:
+        common = {"w": self.w, "acks": len(self.acked_by), "acked_by": list(self.acked_by)}
+        if self.batch:
+            return {
+                "seqs": [a.entry.seq for a in self.appended],
+                "count": len(self.appended),
+                "duplicates": sum(a.duplicate for a in self.appended),
+                **common,
+            }
+        (only,) = self.appended
+        entry = only.entry
         return {
-            "seq": self.entry.seq,
-            "id": self.entry.id,
-            "message": self.entry.message,
-            "w": self.w,
-            "acks": len(self.acked_by),
-            "acked_by": list(self.acked_by),
-            "duplicate": self.duplicate,
+            "seq": entry.seq,
+            "id": entry.id,
+            "message": entry.message,
+            **common,
+            "duplicate": only.duplicate,
         }
 
 
 class WriteConcernTimeout(Exception):
-    """`w` was not reached within wtimeout; the entry stays and keeps replicating."""
+    """`w` was not reached within wtimeout; the entries stay and keep replicating."""
 
-    def __init__(self, entry: Entry, w: int, acked_by: tuple[str, ...], wtimeout_ms: int) -> None:
-        super().__init__(entry.seq)
-        self.entry = entry
+    def __init__(
+        self, appended: list[Appended], w: int, acked_by: tuple[str, ...], wtimeout_ms: int
+    ) -> None:
+        super().__init__(appended[-1].entry.seq)
+        self.appended = appended
         self.w = w
         self.acked_by = acked_by
         self.wtimeout_ms = wtimeout_ms
@@ -87,48 +102,61 @@ class MasterNode:
     # -- client writes ---------------------------------------------------
 
     async def write(self, request: WriteRequest) -> WriteOutcome:
-        """Append (or find) the message and wait until `request.w` nodes hold it.
+        """Append (or find) the messages and wait until `request.w` nodes hold them.
 
         Raises core.IdConflict for a reused id with another message,
         core.ReadOnly while recovering or without quorum, and
         WriteConcernTimeout when wtimeout runs out. Cancelling the caller
-        (client went away) drops the waiter; the entry stays and replicates.
+        (client went away) drops the waiter; the entries stay and replicate.
         """
         started = time.monotonic()
-        appended = self.log.append(request.message, request.id)
-        entry = appended.entry
-        if appended.duplicate:
-            log.info("duplicate", seq=entry.seq, id=entry.id, w=request.w)
-        else:
-            log.info("append", seq=entry.seq, id=entry.id, w=request.w, bytes=len(entry.message))
-            for link in self.links.values():
-                link.wake()
+        appended = self.log.append_batch(request.items)
+        self._log_appended(appended, request.w)
+        # Secondaries hold contiguous prefixes: holding the last seq means holding all.
+        last_seq = max(a.entry.seq for a in appended)
         waiter: asyncio.Future[Satisfied] = asyncio.get_running_loop().create_future()
-        satisfied = self.log.wait_for(waiter, entry.seq, request.w)
+        satisfied = self.log.wait_for(waiter, last_seq, request.w)
         if satisfied is None:
-            satisfied = await self._wait(waiter, entry, request)
-        latency_ms = round((time.monotonic() - started) * 1000, 3)
+            satisfied = await self._wait(waiter, appended, last_seq, request)
         log.info(
             "write_concern_met",
-            seq=entry.seq,
+            seq=last_seq,
             w=request.w,
             acks=len(satisfied.acked_by),
             acked_by=list(satisfied.acked_by),
-            latency_ms=latency_ms,
+            latency_ms=round((time.monotonic() - started) * 1000, 3),
         )
-        return WriteOutcome(entry, request.w, satisfied.acked_by, appended.duplicate)
+        return WriteOutcome(appended, request.w, satisfied.acked_by, request.batch)
+
+    def _log_appended(self, appended: list[Appended], w: int) -> None:
+        new = [a.entry for a in appended if not a.duplicate]
+        for a in appended:
+            if a.duplicate:
+                log.info("duplicate", seq=a.entry.seq, id=a.entry.id, w=w)
+        if len(new) == 1:
+            entry = new[0]
+            log.info("append", seq=entry.seq, id=entry.id, w=w, bytes=len(entry.message))
+        elif new:
+            log.info("append", seq_from=new[0].seq, seq_to=new[-1].seq, count=len(new), w=w)
+        if new:
+            for link in self.links.values():
+                link.wake()
 
     async def _wait(
-        self, waiter: asyncio.Future[Satisfied], entry: Entry, request: WriteRequest
+        self,
+        waiter: asyncio.Future[Satisfied],
+        appended: list[Appended],
+        last_seq: int,
+        request: WriteRequest,
     ) -> Satisfied:
         wtimeout_ms = request.wtimeout_ms
         if wtimeout_ms is None:
             wtimeout_ms = self.config.wtimeout_ms
         log.info(
             "write_concern_waiting",
-            seq=entry.seq,
+            seq=last_seq,
             w=request.w,
-            acks=self.log.acks(entry.seq),
+            acks=self.log.acks(last_seq),
             wtimeout_ms=wtimeout_ms or None,
         )
         try:
@@ -136,16 +164,16 @@ class MasterNode:
                 return await waiter
             return await asyncio.wait_for(waiter, wtimeout_ms / 1000)
         except TimeoutError:
-            acked_by = self.log.ack_set(entry.seq)
+            acked_by = self.log.ack_set(last_seq)
             log.warning(
                 "write_concern_timeout",
-                seq=entry.seq,
+                seq=last_seq,
                 w=request.w,
                 acks=len(acked_by),
                 acked_by=list(acked_by),
                 wtimeout_ms=wtimeout_ms,
             )
-            raise WriteConcernTimeout(entry, request.w, acked_by, wtimeout_ms) from None
+            raise WriteConcernTimeout(appended, request.w, acked_by, wtimeout_ms) from None
         finally:
             self.log.cancel_wait(waiter)
 

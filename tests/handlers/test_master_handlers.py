@@ -208,10 +208,10 @@ async def test_bad_wtimeout_is_400(http_client, base_url, node, wtimeout):
 async def test_master_default_wtimeout_applies_to_requests_without_one():
     node = open_master(wtimeout_ms=30)
     with pytest.raises(WriteConcernTimeout) as err:
-        await node.write(WriteRequest("m", 2, None))
-    assert err.value.wtimeout_ms == 30 and err.value.entry.seq == 1
+        await node.write(WriteRequest.single("m", 2))
+    assert err.value.wtimeout_ms == 30 and err.value.appended[0].entry.seq == 1
     # An explicit 0 means "no limit", overriding the default: it is still waiting.
-    pending = asyncio.ensure_future(node.write(WriteRequest("n", 2, None, wtimeout_ms=0)))
+    pending = asyncio.ensure_future(node.write(WriteRequest.single("n", 2, wtimeout_ms=0)))
     await asyncio.sleep(0.1)
     assert not pending.done()
     pending.cancel()
@@ -237,5 +237,35 @@ async def test_read_only_without_quorum_is_503_but_duplicates_answer(http_client
 async def test_recovering_master_refuses_writes():
     node = MasterNode(MasterConfig(secondaries=2))
     with pytest.raises(ReadOnly) as err:
-        await node.write(WriteRequest("m", 1, "k"))
+        await node.write(WriteRequest.single("m", 1, "k"))
     assert "recovering" in err.value.reason and node.log.last_seq == 0
+
+
+@pytest.mark.gen_test
+async def test_batch_append_answers_with_every_seq(http_client, base_url, node):
+    await post(http_client, base_url, {"message": "before", "w": 1})
+    body = {"messages": ["a", {"message": "b", "id": "kb"}, "c"], "w": 1}
+    code, answer = await post(http_client, base_url, body)
+    assert code == 201
+    assert answer == {
+        "seqs": [2, 3, 4],
+        "count": 3,
+        "duplicates": 0,
+        "w": 1,
+        "acks": 1,
+        "acked_by": ["master"],
+    }
+    code, answer = await post(
+        http_client, base_url, {"messages": [{"message": "b", "id": "kb"}], "w": 1}
+    )
+    assert code == 200 and answer["seqs"] == [3] and answer["duplicates"] == 1
+    assert node.log.last_seq == 4
+
+
+@pytest.mark.gen_test
+async def test_batch_with_a_conflicting_id_is_409_and_appends_nothing(http_client, base_url, node):
+    await post(http_client, base_url, {"message": "taken", "w": 1, "id": 1})
+    code, _ = await post(
+        http_client, base_url, {"messages": ["new", {"message": "other", "id": 1}], "w": 1}
+    )
+    assert code == 409 and node.log.last_seq == 1

@@ -13,6 +13,7 @@ from core import (
     IdConflict,
     ReadOnly,
     ReplicationLog,
+    WriteItem,
 )
 
 
@@ -318,3 +319,29 @@ def test_matching_prefix(theirs, expected):
         follower.apply([Entry(seq, epoch, None, "x")], epoch)
     runs = follower.epoch_runs()
     assert log.matching_prefix(runs, follower.contiguous_seq) == expected
+
+
+# -- batch append -------------------------------------------------------------
+
+
+def test_batch_appends_in_order_with_consecutive_seqs():
+    log = make_log()
+    log.append("first", None)
+    results = log.append_batch([WriteItem("a"), WriteItem("b", "kb"), WriteItem("c")])
+    assert [r.entry.seq for r in results] == [2, 3, 4]
+    assert [e.message for e in log.entries()] == ["first", "a", "b", "c"]
+
+
+def test_batch_with_a_conflict_appends_nothing():
+    log = make_log()
+    log.append("taken", "k")
+    with pytest.raises(IdConflict):
+        log.append_batch([WriteItem("a"), WriteItem("other", "k")])
+    assert log.last_seq == 1
+
+
+def test_batch_mixing_duplicates_and_new_messages():
+    log = make_log()
+    log.append("x", "kx")
+    results = log.append_batch([WriteItem("x", "kx"), WriteItem("y", "ky")])
+    assert [(r.entry.seq, r.duplicate) for r in results] == [(1, True), (2, False)]

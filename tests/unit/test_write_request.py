@@ -7,7 +7,7 @@ from core import RequestError, parse_write, resolve_w
 
 def test_defaults_to_all_nodes():
     req = parse_write({"message": "hi"}, 3)
-    assert req.w == 3 and req.id is None
+    assert req.w == 3 and req.items[0].id is None and not req.batch
 
 
 @pytest.mark.parametrize(("size", "expected"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3)])
@@ -32,7 +32,7 @@ def test_bad_id_is_rejected(ident):
 
 @pytest.mark.parametrize("ident", [0, -5, 2**63 - 1, "", "abc"])
 def test_good_ids_are_kept_as_given(ident):
-    assert parse_write({"message": "hi", "id": ident}, 1).id == ident
+    assert parse_write({"message": "hi", "id": ident}, 1).items[0].id == ident
 
 
 @pytest.mark.parametrize("doc", [{}, {"message": 5}, {"message": None}, [], "hi", None])
@@ -43,4 +43,34 @@ def test_message_must_be_a_string(doc):
 
 
 def test_empty_message_is_allowed():
-    assert parse_write({"message": ""}, 1).message == ""
+    assert parse_write({"message": ""}, 1).items[0].message == ""
+
+
+def test_batch_of_strings_and_objects():
+    req = parse_write({"messages": ["a", {"message": "b", "id": 7}], "w": 2}, 3)
+    assert req.batch and req.w == 2
+    assert [(i.message, i.id) for i in req.items] == [("a", None), ("b", 7)]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"messages": []},
+        {"messages": "a"},
+        {"messages": [1]},
+        {"messages": [{"id": 1}]},
+        {"messages": [{"message": "a", "id": 1.5}]},
+        {"messages": [{"message": "a", "id": 1}, {"message": "b", "id": 1}]},
+        {"messages": ["a"], "message": "b"},
+        {"messages": ["a"] * 10_001},
+    ],
+)
+def test_bad_batches_are_rejected(doc):
+    with pytest.raises(RequestError) as err:
+        parse_write(doc, 3)
+    assert err.value.status == 400
+
+
+def test_same_value_different_json_type_ids_may_share_a_batch():
+    req = parse_write({"messages": [{"message": "a", "id": 1}, {"message": "b", "id": "1"}]}, 1)
+    assert len(req.items) == 2

@@ -1,0 +1,1 @@
+"""replog's benchmark: `make bench` (python -m bench)."""
