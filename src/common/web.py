@@ -9,7 +9,6 @@ import orjson
 import tornado.web
 
 from core import RequestError
-from core.entry import Entry
 
 JSON_TYPE = "application/json"
 # ASCII digits only (str.isdigit also accepts "²"), and few enough for int().
@@ -28,8 +27,9 @@ def decode_json_body(body: bytes) -> Any:
         raise RequestError(400, f"the body is not valid JSON: {exc}") from None
 
 
-def render_messages(entries: list[Entry]) -> bytes:
-    return orjson.dumps({"messages": [e.to_public() for e in entries]})
+def render_messages(page: list[dict]) -> bytes:
+    """`GET /`'s body from a log's `public_page()`."""
+    return orjson.dumps({"messages": page})
 
 
 def parse_paging(handler: tornado.web.RequestHandler) -> tuple[int, int | None]:

@@ -35,8 +35,9 @@ class WireError(ValueError):
     """A stream message that does not follow the protocol."""
 
 
-def encode_append(entries: list[Entry]) -> bytes:
-    return orjson.dumps({"type": "append", "entries": [e.to_wire() for e in entries]})
+def encode_append(items: list[list]) -> bytes:
+    """`items`: entries in wire form, [seq, epoch, id, message] each."""
+    return orjson.dumps({"type": "append", "entries": items})
 
 
 def encode_ack(contiguous_seq: int) -> bytes:

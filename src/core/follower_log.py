@@ -64,6 +64,13 @@ class FollowerLog:
         stop = None if limit is None else start + limit
         return self._entries[start:stop]
 
+    def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[dict]:
+        """`GET /`'s messages: only the contiguous prefix, never what waits behind a gap."""
+        return [
+            {"seq": e.seq, "id": e.id, "message": e.message}
+            for e in self.entries(start_seq, limit)
+        ]
+
     def epoch_runs(self) -> list[list[int]]:
         """[[epoch, first_seq], ...]: a compact summary the master matches against."""
         return [[e, s] for e, s in zip(self._epoch_of_run, self._epoch_first_seq, strict=True)]

@@ -93,16 +93,12 @@ class SecondaryProgress:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
+    """Entries seq_from..seq_to for one secondary, in wire form ([seq, epoch, id, message])."""
+
     secondary_id: str
-    entries: list[Entry]
-
-    @property
-    def seq_from(self) -> int:
-        return self.entries[0].seq
-
-    @property
-    def seq_to(self) -> int:
-        return self.entries[-1].seq
+    seq_from: int
+    seq_to: int
+    items: list[list]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +127,12 @@ class ReplicationLog:
         self.max_batch_entries = max_batch_entries
         self.max_batch_bytes = max_batch_bytes
         self.max_inflight_batches = max_inflight_batches
-        self._entries: list[Entry] = []
+        # The log, stored by column: an Entry object per message would cost
+        # more memory than most messages. Epochs are kept as runs.
+        self._messages: list[str] = []
+        self._ids: list[ClientId | None] = []
+        self._run_first_seq: list[int] = []
+        self._run_epoch: list[int] = []
         self._seq_by_id: dict[ClientId, int] = {}
         self._secondaries: dict[str, SecondaryProgress] = {}
         self.commit_waiters: dict[Hashable, _Waiter] = {}
@@ -140,16 +141,36 @@ class ReplicationLog:
 
     @property
     def last_seq(self) -> int:
-        return len(self._entries)
+        return len(self._messages)
+
+    def epoch_at(self, seq: int) -> int:
+        return self._run_epoch[bisect.bisect_right(self._run_first_seq, seq) - 1]
 
     def entry(self, seq: int) -> Entry:
-        return self._entries[seq - 1]
+        return Entry(seq, self.epoch_at(seq), self._ids[seq - 1], self._messages[seq - 1])
 
     def entries(self, start_seq: int = 1, limit: int | None = None) -> list[Entry]:
         """Entries from `start_seq` on, at most `limit` of them."""
-        start = max(start_seq, 1) - 1
-        stop = None if limit is None else start + limit
-        return self._entries[start:stop]
+        start, stop = self._slice(start_seq, limit)
+        return [self.entry(seq) for seq in range(start + 1, stop + 1)]
+
+    def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[dict]:
+        """`GET /`'s messages, built straight from the columns."""
+        start, stop = self._slice(start_seq, limit)
+        return [
+            {"seq": seq, "id": client_id, "message": message}
+            for seq, client_id, message in zip(
+                range(start + 1, stop + 1),
+                self._ids[start:stop],
+                self._messages[start:stop],
+                strict=True,
+            )
+        ]
+
+    def _slice(self, start_seq: int, limit: int | None) -> tuple[int, int]:
+        start = min(max(start_seq, 1) - 1, self.last_seq)
+        stop = self.last_seq if limit is None else min(start + limit, self.last_seq)
+        return start, stop
 
     def append(self, message: str, client_id: ClientId | None) -> Appended:
         """Append one message; see `append_batch`."""
@@ -175,10 +196,8 @@ class ReplicationLog:
                 results.append(Appended(existing, duplicate=True))
                 continue
             assert self.epoch is not None
-            entry = Entry(len(self._entries) + 1, self.epoch, item.id, item.message)
-            self._entries.append(entry)
-            if item.id is not None:
-                self._seq_by_id[item.id] = entry.seq
+            entry = Entry(len(self._messages) + 1, self.epoch, item.id, item.message)
+            self._store(entry)
             results.append(Appended(entry, duplicate=False))
         return results
 
@@ -191,17 +210,28 @@ class ReplicationLog:
         seq = self._seq_by_id.get(item.id)
         if seq is None:
             return None
-        existing = self._entries[seq - 1]
-        if existing.message != item.message:
-            raise IdConflict(item.id, existing)
-        return existing
+        if self._messages[seq - 1] != item.message:
+            raise IdConflict(item.id, self.entry(seq))
+        return self.entry(seq)
+
+    def _store(self, entry: Entry) -> None:
+        if not self._run_epoch or self._run_epoch[-1] != entry.epoch:
+            self._run_first_seq.append(entry.seq)
+            self._run_epoch.append(entry.epoch)
+        self._messages.append(entry.message)
+        self._ids.append(entry.id)
+        if entry.id is not None:
+            self._seq_by_id[entry.id] = entry.seq
 
     def adopt(self, entries: list[Entry], epoch: int) -> None:
         """Install a recovered log and open for writes in a new epoch."""
         if any(e.seq != i for i, e in enumerate(entries, start=1)):
             raise ValueError("a recovered log must hold seqs 1..n in order")
-        self._entries = list(entries)
-        self._seq_by_id = {e.id: e.seq for e in self._entries if e.id is not None}
+        self._messages, self._ids = [], []
+        self._run_first_seq, self._run_epoch = [], []
+        self._seq_by_id = {}
+        for entry in entries:
+            self._store(entry)
         self.epoch = epoch
         for progress in self._secondaries.values():
             progress.acked_seq = progress.sent_seq = 0
@@ -223,7 +253,7 @@ class ReplicationLog:
         low, high = 0, min(length, self.last_seq)
         while low < high:
             mid = (low + high + 1) // 2
-            if theirs(mid) == self._entries[mid - 1].epoch:
+            if theirs(mid) == self.epoch_at(mid):
                 low = mid
             else:
                 high = mid - 1
@@ -326,16 +356,25 @@ class ReplicationLog:
             return None
         if len(progress.inflight) >= self.max_inflight_batches:
             return None
-        batch: list[Entry] = []
+        start = progress.sent_seq
+        stop = min(start + self.max_batch_entries, self.last_seq)
         size = 0
-        for entry in self._entries[progress.sent_seq : progress.sent_seq + self.max_batch_entries]:
-            size += len(entry.message) + 32
-            if batch and size > self.max_batch_bytes:
+        for index in range(start, stop):
+            size += len(self._messages[index]) + 32
+            if index > start and size > self.max_batch_bytes:
+                stop = index
                 break
-            batch.append(entry)
-        progress.sent_seq = batch[-1].seq
-        progress.inflight.append(progress.sent_seq)
-        return Batch(secondary_id, batch)
+        first, last = start + 1, stop
+        items = [
+            [seq, self.epoch_at(seq), client_id, message]
+            for seq, client_id, message in zip(
+                range(first, last + 1), self._ids[start:stop], self._messages[start:stop],
+                strict=True,
+            )
+        ]
+        progress.sent_seq = last
+        progress.inflight.append(last)
+        return Batch(secondary_id, first, last, items)
 
     def record_ack(self, secondary_id: str, contiguous_seq: int, now: float) -> list[Satisfied]:
         """The secondary holds 1..contiguous_seq. Returns waiters now satisfied."""

@@ -25,7 +25,7 @@ class LogHandler(JsonHandler):
         self.node = node
         self._chunks: list[bytes] = []
         self._size = 0
-        self._pending: asyncio.Future | None = None
+        self._waiter: asyncio.Future | None = None
 
     @property
     def max_body_bytes(self) -> int:
@@ -58,16 +58,15 @@ class LogHandler(JsonHandler):
 
     def get(self) -> None:
         start, limit = parse_paging(self)
-        self.send_json(render_messages(self.node.log.entries(start, limit)))
+        self.send_json(render_messages(self.node.log.public_page(start, limit)))
 
     async def post(self) -> None:
         if self._finished:
             return
         doc = decode_json_body(b"".join(self._chunks))
         request = parse_write(doc, self.node.log.cluster_size)
-        self._pending = asyncio.ensure_future(self.node.write(request))
         try:
-            outcome = await self._pending
+            outcome = await self.node.write(request, track=self._track)
         except ReadOnly as exc:
             self.send_error_json(
                 503,
@@ -109,9 +108,13 @@ class LogHandler(JsonHandler):
             return  # the client went away; the entry stays and keeps replicating
         self.send_json(outcome.to_json(), 200 if outcome.all_duplicates else 201)
 
+    def _track(self, waiter: asyncio.Future) -> None:
+        self._waiter = waiter
+
     def on_connection_close(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
+        # The client went away: stop waiting for it (the entry stays and replicates).
+        if self._waiter is not None:
+            self._waiter.cancel()
 
 
 def is_reachable_url(url: object) -> bool:

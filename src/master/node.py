@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -101,13 +102,18 @@ class MasterNode:
 
     # -- client writes ---------------------------------------------------
 
-    async def write(self, request: WriteRequest) -> WriteOutcome:
+    async def write(
+        self,
+        request: WriteRequest,
+        track: Callable[[asyncio.Future[Satisfied]], None] | None = None,
+    ) -> WriteOutcome:
         """Append (or find) the messages and wait until `request.w` nodes hold them.
 
         Raises core.IdConflict for a reused id with another message,
         core.ReadOnly while recovering or without quorum, and
-        WriteConcernTimeout when wtimeout runs out. Cancelling the caller
-        (client went away) drops the waiter; the entries stay and replicate.
+        WriteConcernTimeout when wtimeout runs out. `track` receives the
+        write-concern Future before the wait; cancelling it (the client went
+        away) ends the wait; the entries stay and replicate.
         """
         started = time.monotonic()
         appended = self.log.append_batch(request.items)
@@ -117,6 +123,8 @@ class MasterNode:
         waiter: asyncio.Future[Satisfied] = asyncio.get_running_loop().create_future()
         satisfied = self.log.wait_for(waiter, last_seq, request.w)
         if satisfied is None:
+            if track is not None:
+                track(waiter)
             satisfied = await self._wait(waiter, appended, last_seq, request)
         log.info(
             "write_concern_met",
@@ -253,7 +261,7 @@ class MasterNode:
                 secondary=secondary_id,
                 seq_from=batch.seq_from,
                 seq_to=batch.seq_to,
-                count=len(batch.entries),
+                count=len(batch.items),
             )
         return batch
 

@@ -56,7 +56,10 @@ class SecondaryLink:
         self.secondary_id = secondary_id
         self.config = config
         self._backoff = Backoff(initial=config.retry_initial, maximum=config.retry_max)
-        self._wake = asyncio.Event()  # new entries, an ACK, or the stream ended
+        # Set by wake() (new entries, an ACK, the stream ended, a heartbeat due);
+        # the send loop parks on `_wakeup` only when nothing happened meanwhile.
+        self._woken = False
+        self._wakeup: asyncio.Future[None] | None = None
         self._restart = asyncio.Event()  # registration: reconnect now
         self._conn: WebSocketClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -66,7 +69,9 @@ class SecondaryLink:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def wake(self) -> None:
-        self._wake.set()
+        self._woken = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def restart(self) -> None:
         """Registration: drop the current session (if any) and dial at once."""
@@ -165,27 +170,34 @@ class SecondaryLink:
         """Send batches as entries appear, and a heartbeat every interval."""
         interval = self.config.heartbeat_interval
         loop = asyncio.get_running_loop()
-        next_heartbeat = loop.time()
+        heartbeat_due = loop.time()
         while not reader.done():
             if self.node.status_of(self.secondary_id) == UNHEALTHY:
                 # Silent too long: this connection may be dead without knowing it
                 # (a cut link sends no RST). Drop it and dial again.
                 log.info("stream_dropped_unhealthy", secondary=self.secondary_id)
                 return
-            self._wake.clear()
+            self._woken = False
             while (batch := self.node.next_batch(self.secondary_id)) is not None:
-                await conn.write_message(wire.encode_append(batch.entries))
-            if loop.time() >= next_heartbeat:
+                await conn.write_message(wire.encode_append(batch.items))
+            if loop.time() >= heartbeat_due:
                 await conn.write_message(wire.HEARTBEAT)
-                next_heartbeat = loop.time() + interval
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_heartbeat - loop.time()))
+                heartbeat_due = loop.time() + interval
+            if self._woken:
+                continue  # something happened while we were writing
+            self._wakeup = loop.create_future()
+            timer = loop.call_at(heartbeat_due, self.wake)
+            try:
+                await self._wakeup
+            finally:
+                timer.cancel()
+                self._wakeup = None
 
     async def _read_acks(self, conn: WebSocketClientConnection) -> None:
         try:
             while (raw := await conn.read_message()) is not None:
                 ack = wire.decode(raw, "ack")
                 self.node.acked(self.secondary_id, wire.decode_seq(ack))
-                self._wake.set()
+                self.wake()
         finally:
-            self._wake.set()
+            self.wake()

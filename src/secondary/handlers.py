@@ -24,7 +24,7 @@ class LogHandler(JsonHandler):
 
     def get(self) -> None:
         start, limit = parse_paging(self)
-        self.send_json(render_messages(self.node.follower.entries(start, limit)))
+        self.send_json(render_messages(self.node.follower.public_page(start, limit)))
 
     def post(self) -> None:
         self.send_error_json(

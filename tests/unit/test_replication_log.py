@@ -39,7 +39,7 @@ def test_same_id_same_message_is_a_duplicate_without_a_new_entry():
     first = log.append("hello", 7)
     again = log.append("hello", 7)
     assert not first.duplicate and again.duplicate
-    assert again.entry is first.entry
+    assert again.entry == first.entry
     assert log.last_seq == 1
 
 
@@ -191,9 +191,9 @@ def test_batches_respect_the_byte_budget_but_always_carry_one_entry():
     log.append("y" * 10, None)
     log.append("z" * 10, None)
     first = log.next_batch("s1")
-    assert [e.seq for e in first.entries] == [1]
+    assert [item[0] for item in first.items] == [1]
     second = log.next_batch("s1")
-    assert [e.seq for e in second.entries] == [2, 3]
+    assert [item[0] for item in second.items] == [2, 3]
 
 
 def test_entries_paging():
@@ -345,3 +345,32 @@ def test_batch_mixing_duplicates_and_new_messages():
     log.append("x", "kx")
     results = log.append_batch([WriteItem("x", "kx"), WriteItem("y", "ky")])
     assert [(r.entry.seq, r.duplicate) for r in results] == [(1, True), (2, False)]
+
+
+def test_batches_carry_wire_items_with_each_entrys_epoch():
+    log = ReplicationLog(epoch=None)
+    log.adopt(entries(1, 1, 2), epoch=5)
+    log.register("s1", "http://s1", 0, now=0.0)
+    log.stream_opened("s1", 0, now=0.0)
+    log.update_health(0.0)
+    log.append("new", None)
+    batch = log.next_batch("s1")
+    assert (batch.seq_from, batch.seq_to) == (1, 4)
+    assert batch.items == [
+        [1, 1, "id1", "m1"],
+        [2, 1, "id2", "m2"],
+        [3, 2, "id3", "m3"],
+        [4, 5, None, "new"],
+    ]
+
+
+def test_public_page_matches_entries():
+    log = make_log()
+    for i in range(5):
+        log.append(f"m{i}", i)
+    assert log.public_page(2, 2) == [
+        {"seq": 2, "id": 1, "message": "m1"},
+        {"seq": 3, "id": 2, "message": "m2"},
+    ]
+    assert log.public_page(6) == [] and log.public_page(99, 5) == []
+    assert [p["seq"] for p in log.public_page()] == [e.seq for e in log.entries()]
