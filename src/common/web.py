@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
 import tornado.web
+from tornado import httputil
 
 from core import RequestError
 
@@ -85,3 +87,75 @@ class JsonHandler(tornado.web.RequestHandler):
 class NotFoundHandler(JsonHandler):
     def prepare(self) -> None:
         self.send_error_json(404, f"no such endpoint: {self.request.method} {self.request.path}")
+
+
+class BodyLimit(httputil.HTTPServerConnectionDelegate):
+    """Refuse request bodies over `limit` bytes with a JSON 413, for every path.
+
+    Wraps the Application at the connection level so that ordinary requests
+    keep Tornado's fast non-streaming path: the declared Content-Length is
+    checked when the headers arrive, a chunked body is counted as it streams,
+    and an oversized body is read and dropped, never handed to a handler.
+    """
+
+    def __init__(self, app: tornado.web.Application, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        inner = self.app.start_request(server_conn, request_conn)
+        return _LimitedRequest(inner, request_conn, self.limit)
+
+    def on_close(self, server_conn: object) -> None:
+        self.app.on_close(server_conn)
+
+
+class _LimitedRequest(httputil.HTTPMessageDelegate):
+    def __init__(
+        self, inner: httputil.HTTPMessageDelegate, conn: httputil.HTTPConnection, limit: int
+    ) -> None:
+        self.inner = inner
+        self.conn = conn
+        self.limit = limit
+        self.size = 0
+        self.refused = False
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        declared = headers.get("Content-Length", "")
+        if DIGITS.fullmatch(declared) and int(declared) > self.limit:
+            self.refused = True
+            return None
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        if self.refused:
+            return None
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.refused = True
+            self.inner.on_connection_close()  # let the handler side drop what it buffered
+            return None
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        if not self.refused:
+            self.inner.finish()
+            return
+        body = orjson.dumps(
+            {"error": f"the body is larger than {self.limit} bytes (--max-body-bytes)"}
+        )
+        headers = httputil.HTTPHeaders(
+            {"Content-Type": JSON_TYPE, "Content-Length": str(len(body)), "Connection": "close"}
+        )
+        start = httputil.ResponseStartLine("HTTP/1.1", 413, "Content Too Large")
+        self.conn.write_headers(start, headers, body)
+        self.conn.finish()
+
+    def on_connection_close(self) -> None:
+        self.inner.on_connection_close()

@@ -5,17 +5,18 @@ from __future__ import annotations
 import tornado.httpserver
 import tornado.web
 
-from common.web import NotFoundHandler
+from common.web import BodyLimit, NotFoundHandler
 from master.handlers import HealthHandler, LogHandler, RegisterHandler
 from master.node import MasterNode
 
-# Bodies over --max-body-bytes are refused by the handler with a JSON 413; this
-# outer bound only keeps an absurd Content-Length from being read at all.
+# Bodies over --max-body-bytes get a JSON 413 from BodyLimit (and are read and
+# dropped); this outer bound keeps an absurd Content-Length from being read at all.
 SERVER_BODY_LIMIT = 1 << 30
 
 
-def make_app(node: MasterNode) -> tornado.web.Application:
-    return tornado.web.Application(
+def make_app(node: MasterNode) -> BodyLimit:
+    """The master's HTTP delegate: the routes, behind the body-size limit."""
+    app = tornado.web.Application(
         [
             (r"/", LogHandler, {"node": node}),
             (r"/register", RegisterHandler, {"node": node}),
@@ -24,6 +25,7 @@ def make_app(node: MasterNode) -> tornado.web.Application:
         default_handler_class=NotFoundHandler,
         log_function=lambda handler: None,
     )
+    return BodyLimit(app, node.config.max_body_bytes)
 
 
 def make_server(node: MasterNode) -> tornado.httpserver.HTTPServer:

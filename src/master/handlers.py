@@ -5,65 +5,28 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-import tornado.web
-
 from common.web import JsonHandler, decode_json_body, parse_paging, render_messages
 from core import IdConflict, LogReport, ReadOnly, RequestError, parse_write
 from core.write_request import show
 from master.node import MasterNode, WriteConcernTimeout
 
 
-@tornado.web.stream_request_body
 class LogHandler(JsonHandler):
     """`GET /` lists the log; `POST /` appends under a write concern.
 
-    The body is streamed so that an oversized one is refused with a JSON 413
-    before it is read into memory.
+    Bodies over --max-body-bytes never get here: common.web.BodyLimit answers 413.
     """
 
     def initialize(self, node: MasterNode) -> None:
         self.node = node
-        self._chunks: list[bytes] = []
-        self._size = 0
         self._waiter: asyncio.Future | None = None
-
-    @property
-    def max_body_bytes(self) -> int:
-        return self.node.config.max_body_bytes
-
-    def prepare(self) -> None:
-        if self.request.method not in ("GET", "POST"):
-            raise tornado.web.HTTPError(405)
-        if self.request.method != "POST":
-            return
-        declared = self.request.headers.get("Content-Length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
-            self._too_large()
-
-    def data_received(self, chunk: bytes) -> None:
-        if self._finished:
-            return
-        self._size += len(chunk)
-        if self._size > self.max_body_bytes:
-            self._chunks.clear()
-            self._too_large()
-            return
-        self._chunks.append(chunk)
-
-    def _too_large(self) -> None:
-        self.send_error_json(
-            413,
-            f"the body is larger than {self.max_body_bytes} bytes (the master's --max-body-bytes)",
-        )
 
     def get(self) -> None:
         start, limit = parse_paging(self)
         self.send_json(render_messages(self.node.log.public_page(start, limit)))
 
     async def post(self) -> None:
-        if self._finished:
-            return
-        doc = decode_json_body(b"".join(self._chunks))
+        doc = decode_json_body(self.request.body)
         request = parse_write(doc, self.node.log.cluster_size)
         try:
             outcome = await self.node.write(request, track=self._track)

@@ -91,7 +91,8 @@ class MasterNode:
         self.recovery = Recovery(config.recovery_grace)
         self.links: dict[str, SecondaryLink] = {}
         self.opened = asyncio.Event()
-        self._read_only_reason: str | None = None
+        # Starts as "recovering"; only changes are logged.
+        self._read_only_reason = self.log.read_only_reason()
         self._tasks: list[asyncio.Task[None]] = []
         self._recovering = False
 
