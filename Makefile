@@ -35,3 +35,12 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+
+# make chaos: a longer randomized fault campaign with the consistency checker.
+#   make chaos DURATION=600 SEED=7 CHAOS_ARGS="--master-faults"
+DURATION ?= 300
+SEED ?= 1
+CHAOS_ARGS ?=
+.PHONY: chaos
+chaos: install-test
+	$(BIN)/replog-chaos --duration $(DURATION) --seed $(SEED) $(CHAOS_ARGS)

@@ -141,7 +141,8 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
             self.close(1003, "bad message")
 
     def _receive(self, entries: list) -> None:
-        if entries:
+        if entries and self.node.config.delay > 0:
+            # Only worth an event when applying waits; otherwise `applied` says it.
             log.info(
                 "replication_received",
                 seq_from=entries[0].seq,
