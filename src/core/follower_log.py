@@ -67,8 +67,7 @@ class FollowerLog:
     def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[dict]:
         """`GET /`'s messages: only the contiguous prefix, never what waits behind a gap."""
         return [
-            {"seq": e.seq, "id": e.id, "message": e.message}
-            for e in self.entries(start_seq, limit)
+            {"seq": e.seq, "id": e.id, "message": e.message} for e in self.entries(start_seq, limit)
         ]
 
     def epoch_runs(self) -> list[list[int]]:

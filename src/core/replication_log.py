@@ -294,6 +294,12 @@ class ReplicationLog:
     def heard_from(self, secondary_id: str, now: float) -> None:
         self._secondaries[secondary_id].last_heard = now
 
+    def current_status(self, secondary_id: str, now: float) -> str:
+        """The status as of `now` (the stored one changes only in update_health)."""
+        p = self._secondaries[secondary_id]
+        silent_for = None if p.last_heard is None else now - p.last_heard
+        return self.health.status(silent_for, p.connected)
+
     def update_health(self, now: float) -> list[StatusChange]:
         """Re-evaluate every secondary's status; returns the transitions."""
         changes = []
@@ -368,7 +374,9 @@ class ReplicationLog:
         items = [
             [seq, self.epoch_at(seq), client_id, message]
             for seq, client_id, message in zip(
-                range(first, last + 1), self._ids[start:stop], self._messages[start:stop],
+                range(first, last + 1),
+                self._ids[start:stop],
+                self._messages[start:stop],
                 strict=True,
             )
         ]

@@ -281,7 +281,8 @@ class MasterNode:
         self._resolve(satisfied)
 
     def status_of(self, secondary_id: str) -> str:
-        return self.log.progress(secondary_id).status
+        """Judged now: a stream that just opened must not be dropped on a stale verdict."""
+        return self.log.current_status(secondary_id, time.monotonic())
 
     # -- health, quorum, recovery -----------------------------------------
 

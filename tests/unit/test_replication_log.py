@@ -374,3 +374,12 @@ def test_public_page_matches_entries():
     ]
     assert log.public_page(6) == [] and log.public_page(99, 5) == []
     assert [p["seq"] for p in log.public_page()] == [e.seq for e in log.entries()]
+
+
+def test_current_status_is_judged_at_the_time_asked():
+    log = make_log(health=HealthPolicy(suspect_after=1.0, unhealthy_after=3.0))
+    log.update_health(10.0)
+    assert log.progress("s1").status == UNHEALTHY
+    log.stream_opened("s1", 0, now=10.0)  # a new stream: heard from just now
+    assert log.current_status("s1", 10.1) == HEALTHY
+    assert log.progress("s1").status == UNHEALTHY  # until the monitor's next pass

@@ -1,0 +1,358 @@
+"""The node processes of one cluster, and the faults that can be done to them.
+
+Two modes:
+
+- `netns`: each node in its own network namespace (see `chaos.netns`),
+  listening on 0.0.0.0 there. A secondary registers with the master at the
+  master's address on their replication link and advertises its own address
+  on that link, so replication uses only that link; clients reach every node
+  over its client link. Supports every fault.
+- `loopback`: no namespaces, each node on its own 127.x.y.z address. Only
+  process faults (SIGKILL + restart, SIGSTOP/SIGCONT).
+
+Nodes log JSON lines to `<workdir>/<node>.log` (appended across restarts).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaos import httpc
+from chaos.netns import ROOT, Topology
+
+BIN = Path(sys.executable).parent
+MASTER = "master"
+MASTER_PORT = 7000
+SECONDARY_PORT = 7001
+_loopback_counter = itertools.count()
+
+
+def script(name: str, module: str) -> list[str]:
+    path = BIN / name
+    return [str(path)] if path.exists() else [sys.executable, "-m", module]
+
+
+class FaultUnsupported(RuntimeError):
+    pass
+
+
+@dataclass
+class Node:
+    name: str
+    argv: list[str]
+    url: str  # how clients (root namespace) reach it
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    state: str = "new"  # running, paused, killed, stopped
+    starts: int = 0
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C reaches only the campaign
+            )
+        self.state = "running"
+        self.starts += 1
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, the in-memory log is gone."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(10)
+        self.state = "killed"
+
+    def pause(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGSTOP)
+            self.state = "paused"
+
+    def resume(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.state = "running"
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc is not None:
+            self.state = "stopped"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _loopback_host(index: int) -> str:
+    """A 127.x.y.z address nobody else in this process (or the tests) uses."""
+    for _ in range(250):
+        host = f"127.{64 + os.getpid() % 64}.{next(_loopback_counter) % 250 + 1}.{index + 1}"
+        try:
+            with socket.socket() as sock:
+                sock.bind((host, 0))
+            return host
+        except OSError:
+            continue
+    raise RuntimeError("no usable loopback address")
+
+
+@dataclass
+class Cluster:
+    workdir: Path
+    secondaries: int = 2
+    mode: str = "netns"  # or "loopback"
+    secondary_delay: float = 0.0
+    retry_max: float = 1.0  # reconnect / re-register backoff cap, seconds
+    topology: Topology | None = field(init=False, default=None)
+    nodes: dict[str, Node] = field(init=False, default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [MASTER] + [f"s{i}" for i in range(1, self.secondaries + 1)]
+
+    @property
+    def secondary_names(self) -> list[str]:
+        return self.names[1:]
+
+    @property
+    def master(self) -> Node:
+        return self.nodes[MASTER]
+
+    def url(self, node: str) -> str:
+        return self.nodes[node].url
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def build(self) -> Cluster:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.mode == "netns":
+            self.topology = Topology(self.names).create()
+            self._build_netns()
+        elif self.mode == "loopback":
+            self._build_loopback()
+        else:
+            raise ValueError(f"unknown mode {self.mode!r}")
+        return self
+
+    def _master_argv(self, host: str, port: int) -> list[str]:
+        return [
+            *script("replog-master", "master"),
+            *("--host", host, "--port", str(port), "--secondaries", str(self.secondaries)),
+            *("--retry-max", str(self.retry_max), "--log-format", "json"),
+        ]
+
+    def _secondary_argv(self, name: str, host: str, port: int, master: str, adv: str) -> list[str]:
+        return [
+            *script("replog-secondary", "secondary"),
+            *("--host", host, "--port", str(port), "--master", master, "--id", name),
+            *("--advertise", adv, "--delay", str(self.secondary_delay)),
+            *("--retry-max", str(self.retry_max), "--log-format", "json"),
+        ]
+
+    def _build_netns(self) -> None:
+        topo = self.topology
+        self.nodes[MASTER] = Node(
+            MASTER,
+            topo.exec_prefix(MASTER) + self._master_argv("0.0.0.0", MASTER_PORT),
+            f"http://{topo.client_addr(MASTER)}:{MASTER_PORT}",
+            self.workdir / "master.log",
+        )
+        for name in self.secondary_names:
+            master_url = f"http://{topo.addr(MASTER, name)}:{MASTER_PORT}"
+            advertise = f"http://{topo.addr(name, MASTER)}:{SECONDARY_PORT}"
+            argv = self._secondary_argv(name, "0.0.0.0", SECONDARY_PORT, master_url, advertise)
+            self.nodes[name] = Node(
+                name,
+                topo.exec_prefix(name) + argv,
+                f"http://{topo.client_addr(name)}:{SECONDARY_PORT}",
+                self.workdir / f"{name}.log",
+            )
+
+    def _build_loopback(self) -> None:
+        hosts = {name: _loopback_host(i) for i, name in enumerate(self.names)}
+        ports = {name: _free_port(hosts[name]) for name in self.names}
+        master_url = f"http://{hosts[MASTER]}:{ports[MASTER]}"
+        self.nodes[MASTER] = Node(
+            MASTER,
+            self._master_argv(hosts[MASTER], ports[MASTER]),
+            master_url,
+            self.workdir / "master.log",
+        )
+        for name in self.secondary_names:
+            url = f"http://{hosts[name]}:{ports[name]}"
+            self.nodes[name] = Node(
+                name,
+                self._secondary_argv(name, hosts[name], ports[name], master_url, url),
+                url,
+                self.workdir / f"{name}.log",
+            )
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.master.start()
+        for name in self.secondary_names:
+            self.nodes[name].start()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Every node answers and every secondary has a replication stream."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.stream_status()
+                if all(last.values()):
+                    return
+            except httpc.RequestFailed as exc:
+                last = exc
+            for node in self.nodes.values():
+                if node.state == "running" and not node.alive():
+                    raise RuntimeError(
+                        f"{node.name} exited with {node.proc.returncode}; see {node.log_path}"
+                    )
+            time.sleep(0.05)
+        raise TimeoutError(f"cluster not ready after {timeout}s: {last!r}")
+
+    def stream_status(self) -> dict[str, bool]:
+        """Per secondary: master says healthy and the secondary has its stream."""
+        health = httpc.get_json(self.master.url + "/health", timeout=2)
+        healthy = {s["id"] for s in health.get("secondaries", []) if s.get("status") == "healthy"}
+        status = {}
+        for name in self.secondary_names:
+            mine = httpc.get_json(self.url(name) + "/health", timeout=2)
+            status[name] = name in healthy and bool(mine.get("stream"))
+        return status
+
+    def shutdown(self) -> None:
+        """Stop every node, then remove the namespaces. Safe to call twice."""
+        try:
+            for node in self.nodes.values():
+                try:
+                    node.stop()
+                except Exception:  # keep going: the rest must stop too
+                    if node.alive():
+                        node.proc.kill()
+        finally:
+            if self.topology is not None:
+                self.topology.destroy()
+
+    # -- reads -------------------------------------------------------------
+
+    def messages(self, node: str, timeout: float = 5.0) -> list[dict]:
+        return httpc.get_json(self.url(node) + "/", timeout=timeout)["messages"]
+
+    def health(self, node: str, timeout: float = 2.0) -> dict:
+        return httpc.get_json(self.url(node) + "/health", timeout=timeout)
+
+    def final_logs(self) -> dict[str, list[dict] | None]:
+        logs: dict[str, list[dict] | None] = {}
+        for name in self.names:
+            try:
+                logs[name] = self.messages(name, timeout=10)
+            except httpc.RequestFailed:
+                logs[name] = None
+        return logs
+
+    def converged(self) -> tuple[bool, str]:
+        """Every node shows exactly the master's log, and the master has their ACKs."""
+        try:
+            master_log = self.messages(MASTER)
+            health = self.health(MASTER)
+            for name in self.secondary_names:
+                theirs = self.messages(name)
+                if theirs != master_log:
+                    return False, f"{name} shows {len(theirs)} entries, master {len(master_log)}"
+            acked = {s["id"]: s.get("acked_seq") for s in health.get("secondaries", [])}
+            last_seq = health.get("last_seq", len(master_log))
+            for name in self.secondary_names:
+                if acked.get(name) != last_seq:
+                    return False, f"master has {name} acked at {acked.get(name)}, last {last_seq}"
+        except httpc.RequestFailed as exc:
+            return False, str(exc)
+        return True, f"{len(master_log)} entries everywhere"
+
+    def wait_converged(self, timeout: float) -> tuple[bool, str, float]:
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            ok, detail = self.converged()
+            if ok or time.monotonic() >= deadline:
+                return ok, detail, time.monotonic() - started
+            time.sleep(0.1)
+
+    # -- faults ------------------------------------------------------------
+
+    def kill(self, node: str) -> None:
+        self.nodes[node].kill()
+
+    def restart(self, node: str) -> None:
+        n = self.nodes[node]
+        if n.alive():
+            n.kill()
+        n.start()
+
+    def pause(self, node: str) -> None:
+        self.nodes[node].pause()
+
+    def resume(self, node: str) -> None:
+        self.nodes[node].resume()
+
+    def _topo(self) -> Topology:
+        if self.topology is None:
+            raise FaultUnsupported("network faults need --mode netns")
+        return self.topology
+
+    def cut(self, a: str, b: str) -> None:
+        self._topo().cut(a, b)
+
+    def heal(self, a: str, b: str) -> None:
+        self._topo().heal(a, b)
+
+    def isolate(self, node: str) -> None:
+        """Cut every link of `node`: from its peers and from clients."""
+        topo = self._topo()
+        for link in topo.links_of(node):
+            topo.cut(link.a, link.b)
+
+    def rejoin(self, node: str) -> None:
+        topo = self._topo()
+        for link in topo.links_of(node):
+            topo.heal(link.a, link.b)
+
+    def describe(self) -> dict:
+        info: dict = {"mode": self.mode, "nodes": {n: node.url for n, node in self.nodes.items()}}
+        if self.topology is not None:
+            topo = self.topology
+            info["cut_method"] = topo.cut_method
+            info["namespaces"] = {n: topo.ns(n) for n in self.names}
+            info["links"] = [
+                {
+                    "between": [link.a, link.b],
+                    "devs": [link.dev_a, link.dev_b],
+                    "addrs": [link.addr_a, link.addr_b],
+                    "kind": "client" if ROOT in (link.a, link.b) else "replication",
+                }
+                for link in topo.links
+            ]
+        return info
