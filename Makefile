@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint install install-test clean
+.PHONY: up test lint install install-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: install-test
 
 test: lint
 	$(BIN)/pytest
+
+# make bench: the benchmark (about 3 minutes); prints a table, writes bench/results/*.json
+bench: install
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

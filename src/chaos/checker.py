@@ -59,6 +59,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from chaos.clients import ranges
+
 # No HTTP answer and nothing sent: the write cannot have been appended by this attempt.
 NOT_SENT = frozenset({"refused", "connect_timeout", "connect_error"})
 # HTTP answers that promise nothing was appended.
@@ -170,7 +172,7 @@ def check(
                 "duplicate",
                 f"{node}'s final log seqs are not 1..{len(seqs)}",
                 node=node,
-                ranges=_ranges(seqs)[:20],
+                ranges=ranges(seqs)[:20],
             )
         ids = Counter(key(m["id"]) for m in log)
         for client_id, n in ids.items():
@@ -478,16 +480,6 @@ def _check_ack(r: dict, nodes: list[str], cluster_size: int, violate) -> None:
         violate("ack_answer", f"write {r['id']!r} answered for another write", write=r)
     if not isinstance(body.get("seq"), int):
         violate("ack_answer", f"write {r['id']!r} answered without a seq", write=r)
-
-
-def _ranges(seqs: list[int]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for seq in seqs:
-        if out and seq == out[-1][1] + 1:
-            out[-1][1] = seq
-        else:
-            out.append([seq, seq])
-    return out
 
 
 def load_records(path: Path) -> list[dict]:

@@ -99,7 +99,7 @@ class Node:
             self.state = "stopped"
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
@@ -192,7 +192,7 @@ class Cluster:
 
     def _build_loopback(self) -> None:
         hosts = {name: _loopback_host(i) for i, name in enumerate(self.names)}
-        ports = {name: _free_port(hosts[name]) for name in self.names}
+        ports = {name: free_port(hosts[name]) for name in self.names}
         master_url = f"http://{hosts[MASTER]}:{ports[MASTER]}"
         self.nodes[MASTER] = Node(
             MASTER,

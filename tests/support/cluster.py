@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chaos.cluster import free_port
 from support import http
 from support.waiting import wait_until
 
@@ -31,12 +32,6 @@ def next_host() -> str:
         except OSError:
             continue
     raise RuntimeError("no free loopback address")
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
