@@ -1,9 +1,11 @@
 """structlog set-up: one JSON object per line on stdout, or a console format for people.
 
 The JSON pipeline is kept lean because it runs several times per write: one
-processor adds `node`, `level` and `timestamp` and renders with orjson, and
-lines are written to stdout once per event-loop iteration instead of once per
-event (a process killed with SIGKILL loses at most that iteration's lines).
+processor adds `node`, `level` and `timestamp` and renders with orjson. With
+`buffered=True` (the master) lines are written to stdout once per event-loop
+iteration instead of once per event; a process killed with SIGKILL then loses
+at most that iteration's lines. Secondaries write every line at once, so their
+`applied` event is on stdout before the ACK it announces leaves the process.
 """
 
 from __future__ import annotations
@@ -25,14 +27,18 @@ LOG_FORMATS = ("json", "console")
 class BufferedLineWriter:
     """A structlog logger: collects rendered lines, writes them in one go."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, buffered: bool = True) -> None:
         self._stream = stream
+        self.buffered = buffered
         self._lines: list[bytes] = []
         self._scheduled = False
         atexit.register(self.flush)
 
     def msg(self, line: bytes) -> None:
         self._lines.append(line)
+        if not self.buffered:
+            self.flush()
+            return
         if self._scheduled:
             return
         try:
@@ -92,7 +98,9 @@ def json_renderer(node: str | None) -> Any:
     return render
 
 
-def configure_logging(log_format: str = "json", node: str | None = None) -> None:
+def configure_logging(
+    log_format: str = "json", node: str | None = None, buffered: bool = False
+) -> None:
     """Configure structlog for this process. Every event carries `node` when given."""
     if log_format == "console":
         processors: list = [
@@ -105,7 +113,7 @@ def configure_logging(log_format: str = "json", node: str | None = None) -> None
         logger_factory: Any = structlog.PrintLoggerFactory(sys.stdout)
     else:
         processors = [json_renderer(node)]
-        writer = BufferedLineWriter(sys.stdout.buffer)
+        writer = BufferedLineWriter(sys.stdout.buffer, buffered)
         logger_factory = lambda *args: writer  # noqa: E731
     structlog.configure(
         processors=processors,

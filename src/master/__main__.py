@@ -39,7 +39,8 @@ async def run(config: MasterConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(argv)
-    configure_logging(config.log_format, node="master")
+    # Buffered: several events per write, written once per event-loop iteration.
+    configure_logging(config.log_format, node="master", buffered=True)
     try:
         asyncio.run(run(config))
     except OSError as exc:
