@@ -31,4 +31,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # The same event loop as the nodes (uvloop when installed), for a fair ceiling.
+    from common import loop
+
+    loop.run(main())

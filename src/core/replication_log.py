@@ -350,6 +350,11 @@ class ReplicationLog:
         if progress.status != UNHEALTHY:
             progress.status = SUSPECTED
 
+    def idle(self, secondary_id: str) -> bool:
+        """Connected with nothing in flight: a new entry can go out at once."""
+        progress = self._secondaries[secondary_id]
+        return progress.connected and not progress.inflight
+
     def next_batch(self, secondary_id: str) -> Batch | None:
         """The entries the secondary's stream should carry next, if any.
 

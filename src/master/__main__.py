@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 
 import structlog
 
+from common import loop
 from common.logs import configure_logging
 from common.process import serve_until_signalled
 from master.app import make_server
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Buffered: several events per write, written once per event-loop iteration.
     configure_logging(config.log_format, node="master", buffered=True)
     try:
-        asyncio.run(run(config))
+        loop.run(run(config))
     except OSError as exc:
         print(
             f"replog-master: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr

@@ -42,6 +42,12 @@ CONNECT_ERRORS = (
 )
 
 
+def _ignore(future: asyncio.Future) -> None:
+    """Write futures fail only when the stream closed, which the session handles."""
+    if not future.cancelled():
+        future.exception()
+
+
 class SecondaryLink:
     """Keeps a replication stream to one secondary open, reconnecting forever.
 
@@ -64,14 +70,39 @@ class SecondaryLink:
         self._conn: WebSocketClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._session_task: asyncio.Task[None] | None = None
+        # The connection while a session is streaming (after hello and sync).
+        self._stream: WebSocketClientConnection | None = None
+        self._send_soon = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def wake(self) -> None:
+        """New entries or an ACK: send soon if the stream is idle, else let the loop run."""
+        if self._stream is not None and not self._send_soon and self.node.log.idle(
+            self.secondary_id
+        ):
+            # Nothing in flight: this is the latency path (one client, say), so
+            # skip the hop through the send loop, yet let the current callback
+            # (a handler answering a w=1 write) finish first. Under load something
+            # is always in flight and the loop coalesces entries into bigger batches.
+            self._send_soon = True
+            asyncio.get_running_loop().call_soon(self._send_now)
         self._woken = True
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
+
+    def _send_now(self) -> None:
+        self._send_soon = False
+        if self._stream is not None:
+            self._send_batches(self._stream)
+
+    def _send_batches(self, conn: WebSocketClientConnection) -> None:
+        try:
+            while (batch := self.node.next_batch(self.secondary_id)) is not None:
+                conn.write_message(wire.encode_append(batch.items)).add_done_callback(_ignore)
+        except WebSocketClosedError:
+            pass  # the session notices and ends; unacknowledged entries are resent
 
     def restart(self) -> None:
         """Registration: drop the current session (if any) and dial at once."""
@@ -129,9 +160,11 @@ class SecondaryLink:
             await conn.write_message(wire.encode_sync(epoch, keep, self.node.log.last_seq))
             self._backoff.reset()
             reader = asyncio.get_running_loop().create_task(self._read_acks(conn))
+            self._stream = conn
             try:
                 await self._send_loop(conn, reader)
             finally:
+                self._stream = None
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, *CONNECT_ERRORS):
                     await reader
@@ -178,8 +211,7 @@ class SecondaryLink:
                 log.info("stream_dropped_unhealthy", secondary=self.secondary_id)
                 return
             self._woken = False
-            while (batch := self.node.next_batch(self.secondary_id)) is not None:
-                await conn.write_message(wire.encode_append(batch.items))
+            self._send_batches(conn)
             if loop.time() >= heartbeat_due:
                 await conn.write_message(wire.HEARTBEAT)
                 heartbeat_due = loop.time() + interval

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 
 import structlog
 
+from common import loop
 from common.logs import configure_logging
 from common.process import serve_until_signalled
 from secondary.app import make_server
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(argv)
     configure_logging(config.log_format, node=config.secondary_id)
     try:
-        asyncio.run(run(config))
+        loop.run(run(config))
     except OSError as exc:
         print(
             f"replog-secondary: cannot listen on {config.host}:{config.port}: {exc}",
