@@ -37,7 +37,7 @@ Properties (each violation names one):
   SIGKILLed after the read (a restarted master may drop a suffix that no
   quorum held); such reads are counted as `rolled_back_reads`.
 - `ack_unheld` (given the nodes' own logs): each secondary in `acked_by` had
-  logged holding that seq (`applied` / `ack_sent` with `contiguous_seq`)
+  logged holding that seq (`applied` with `contiguous_seq`)
   before the client received the answer.
 - `unexpected_status`: no 4xx other than what the contract allows for valid
   requests with fresh ids, and no 500.
@@ -359,7 +359,7 @@ def check(
     return Report(violations, summary)
 
 
-HELD_EVENTS = frozenset({"applied", "ack_sent"})
+HELD_EVENTS = frozenset({"applied"})
 CLOCK_SLACK_S = 0.25  # nodes and clients share the host's clock; allow a little slack
 
 
@@ -370,7 +370,7 @@ def _check_ack_evidence(
     violate,
 ) -> dict:
     """`ack_unheld`: each secondary in an answer's `acked_by` had logged holding that
-    seq (an `applied` or `ack_sent` event with `contiguous_seq` >= seq) before the
+    seq (an `applied` event with `contiguous_seq` >= seq) before the
     client got the answer: independent evidence that w nodes held the write when it
     was acknowledged, not just the master's word. Any incarnation of the node
     counts, so this never blames a node restarted since."""

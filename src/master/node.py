@@ -161,7 +161,8 @@ class MasterNode:
         wtimeout_ms = request.wtimeout_ms
         if wtimeout_ms is None:
             wtimeout_ms = self.config.wtimeout_ms
-        log.info(
+        # Debug level: at info it would be a third event per write on the hot path.
+        log.debug(
             "write_concern_waiting",
             seq=last_seq,
             w=request.w,

@@ -79,8 +79,10 @@ class SecondaryLink:
 
     def wake(self) -> None:
         """New entries or an ACK: send soon if the stream is idle, else let the loop run."""
-        if self._stream is not None and not self._send_soon and self.node.log.idle(
-            self.secondary_id
+        if (
+            self._stream is not None
+            and not self._send_soon
+            and self.node.log.idle(self.secondary_id)
         ):
             # Nothing in flight: this is the latency path (one client, say), so
             # skip the hop through the send loop, yet let the current callback

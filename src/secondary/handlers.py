@@ -164,8 +164,8 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
 
     def _apply(self, entries: list) -> None:
         contiguous_seq = self.node.apply(entries, self.epoch)
+        # `applied` (logged by the node) already names the contiguous seq we ACK.
         self._send(wire.encode_ack(contiguous_seq))
-        log.info("ack_sent", contiguous_seq=contiguous_seq)
 
     def _send(self, payload: bytes) -> None:
         # On a closed stream, drop it: the next stream's hello reports our progress.
