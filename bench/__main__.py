@@ -286,6 +286,7 @@ def run(args: argparse.Namespace) -> dict:
         "machine": machine(),
         "duration_s": args.duration,
         "repeat": args.repeat,
+        "payload_bytes": args.payload,
         "load": [],
         "get": {},
     }
@@ -305,7 +306,10 @@ def run(args: argparse.Namespace) -> dict:
             )
             report["ceiling"] = {
                 c: median_run(
-                    [load(url, concurrency=c, duration=args.duration) for _ in range(args.repeat)]
+                    [
+                        load(url, concurrency=c, duration=args.duration, payload=args.payload)
+                        for _ in range(args.repeat)
+                    ]
                 )
                 for c in (1, 16)
             }
@@ -329,6 +333,7 @@ def run(args: argparse.Namespace) -> dict:
                             w=w,
                             run=tag,
                             record=True,
+                            payload=args.payload,
                         )
                         if result["errors"]:
                             raise BenchFailure(f"{tag}: {result['errors']} errors")
@@ -345,7 +350,13 @@ def run(args: argparse.Namespace) -> dict:
                         f"  w={w} c={c}: {result['runs_requests_per_s']} writes/s", file=sys.stderr
                     )
             batch = load(
-                master.url, concurrency=16, duration=args.duration, w=3, batch=100, run="batch"
+                master.url,
+                concurrency=16,
+                duration=args.duration,
+                w=3,
+                batch=100,
+                run="batch",
+                payload=args.payload,
             )
             if batch["errors"]:
                 raise BenchFailure(f"batch: {batch['errors']} errors")
@@ -458,6 +469,9 @@ def table(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="replog benchmark")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per load run")
+    parser.add_argument(
+        "--payload", type=int, default=100, help="bytes per message in the load runs"
+    )
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per configuration; the table shows the median"
     )
