@@ -53,7 +53,7 @@ def run(*argv: str, input: str | None = None, check: bool = True) -> str:
     return proc.stdout
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -68,7 +68,7 @@ def _stale(name: str) -> bool:
     if not match:
         return False
     pid = int(match.group(1), 16)
-    return pid != os.getpid() and not _pid_alive(pid)
+    return pid != os.getpid() and not pid_alive(pid)
 
 
 def list_namespaces() -> list[str]:

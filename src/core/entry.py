@@ -30,7 +30,3 @@ class Entry:
     def from_wire(cls, item: list) -> Entry:
         seq, epoch, client_id, message = item
         return cls(seq, epoch, client_id, message)
-
-    def to_public(self) -> dict:
-        """The shape clients see in `GET /`."""
-        return {"seq": self.seq, "id": self.id, "message": self.message}

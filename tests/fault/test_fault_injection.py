@@ -243,7 +243,7 @@ def test_topology_is_removed_and_stale_leftovers_are_cleaned():
         topo.destroy()
     assert not [n for n in netns.list_namespaces() if n.startswith(topo.tag)]
 
-    dead = next(pid for pid in range(0x3FFFFF, 0x300000, -1) if not _alive(pid))
+    dead = next(pid for pid in range(0x3FFFFF, 0x300000, -1) if not netns.pid_alive(pid))
     stale = f"{netns.PREFIX}{dead:06x}0master"
     subprocess.run(["ip", "netns", "add", stale], check=True)
     try:
@@ -251,13 +251,3 @@ def test_topology_is_removed_and_stale_leftovers_are_cleaned():
     finally:
         subprocess.run(["ip", "netns", "del", stale], capture_output=True)
     assert stale not in netns.list_namespaces()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
