@@ -32,6 +32,7 @@ class BufferedLineWriter:
         self.buffered = buffered
         self._lines: list[bytes] = []
         self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         atexit.register(self.flush)
 
     def msg(self, line: bytes) -> None:
@@ -39,14 +40,16 @@ class BufferedLineWriter:
         if not self.buffered:
             self.flush()
             return
-        if self._scheduled:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()  # no event loop: write at once
             return
+        if self._scheduled and self._loop is loop:
+            return
+        # (A flush scheduled on a loop that has since closed never runs: reschedule.)
         self._scheduled = True
+        self._loop = loop
         loop.call_soon(self.flush)
 
     info = warning = error = critical = exception = debug = msg

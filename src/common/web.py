@@ -128,7 +128,12 @@ class _LimitedRequest(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         declared = headers.get("Content-Length", "")
-        if DIGITS.fullmatch(declared) and int(declared) > self.limit:
+        # More than 18 digits is far over any limit (and beyond what DIGITS admits).
+        if (
+            declared.isascii()
+            and declared.isdigit()
+            and (len(declared) > 18 or int(declared) > self.limit)
+        ):
             self.refused = True
             return None
         return self.inner.headers_received(start_line, headers)
@@ -150,8 +155,9 @@ class _LimitedRequest(httputil.HTTPMessageDelegate):
         body = orjson.dumps(
             {"error": f"the body is larger than {self.limit} bytes (--max-body-bytes)"}
         )
+        # The body has been read (and dropped), so the connection stays usable.
         headers = httputil.HTTPHeaders(
-            {"Content-Type": JSON_TYPE, "Content-Length": str(len(body)), "Connection": "close"}
+            {"Content-Type": JSON_TYPE, "Content-Length": str(len(body))}
         )
         start = httputil.ResponseStartLine("HTTP/1.1", 413, "Content Too Large")
         self.conn.write_headers(start, headers, body)

@@ -4,15 +4,16 @@ The master connects to the secondary's /replication?epoch=E (E: its epoch).
 
 secondary -> master  {"type": "hello", "secondary": id, "contiguous_seq": k, "last_epoch": e,
                       "sync_epoch": s, "epoch_runs": [[epoch, first_seq], ...]}
-master -> secondary  {"type": "sync", "epoch": E, "keep": k, "last_seq": n}
+master -> secondary  {"type": "sync", "epoch": E, "keep": k, "epoch_start": n}
 master -> secondary  {"type": "append", "entries": [[seq, epoch, id, message], ...]}
 master -> secondary  {"type": "heartbeat"}
 secondary -> master  {"type": "ack", "contiguous_seq": k}
 
 `sync` tells the secondary that its first `keep` entries match the master's
-log (the rest is discarded). Acknowledgements carry the contiguous prefix the
-secondary holds, never its highest seq, so one ACK covers every earlier batch
-and a lost one costs nothing. Every heartbeat is answered with an ACK.
+log (the rest is discarded), and how long that log was when the master
+opened. Acknowledgements carry the contiguous prefix the secondary holds,
+never its highest seq, so one ACK covers every earlier batch and a lost one
+costs nothing. Every heartbeat is answered with an ACK.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def encode_ack(contiguous_seq: int) -> bytes:
     return orjson.dumps({"type": "ack", "contiguous_seq": contiguous_seq})
 
 
-def encode_sync(epoch: int, keep: int, last_seq: int) -> bytes:
-    return orjson.dumps({"type": "sync", "epoch": epoch, "keep": keep, "last_seq": last_seq})
+def encode_sync(epoch: int, keep: int, epoch_start: int) -> bytes:
+    return orjson.dumps({"type": "sync", "epoch": epoch, "keep": keep, "epoch_start": epoch_start})
 
 
 def encode_hello(
@@ -84,13 +85,23 @@ def decode_seq(doc: dict[str, Any], key: str = "contiguous_seq") -> int:
     return decode_int(doc, key)
 
 
-def decode_epoch_runs(doc: dict[str, Any]) -> list[list[int]]:
+def decode_epoch_runs(doc: dict[str, Any], length: int) -> list[list[int]]:
+    """[[epoch, first_seq], ...] describing a log of `length` entries: starts at seq 1,
+    first seqs ascending and within the log."""
     runs = doc.get("epoch_runs")
     ok = isinstance(runs, list) and all(
-        isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r) for r in runs
+        isinstance(r, list)
+        and len(r) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+        for r in runs
     )
+    if ok and length:
+        firsts = [r[1] for r in runs]
+        ok = (
+            bool(runs) and firsts[0] == 1 and firsts == sorted(set(firsts)) and firsts[-1] <= length
+        )
     if not ok:
-        raise WireError("'epoch_runs' must be a list of [epoch, first_seq] pairs")
+        raise WireError("'epoch_runs' must be [epoch, first_seq] pairs describing the log")
     return runs
 
 

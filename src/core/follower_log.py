@@ -11,9 +11,11 @@ after that is discarded, and from then on only batches from that master's
 epoch are applied. So a secondary never keeps two different entries under one
 seq, and a late batch from a dead master cannot slip in after a newer one.
 
-`sync_epoch` is the epoch of the last master whose whole log (as it stood
-when the stream started) this secondary has caught up with. A restarted
-master ranks the secondaries' logs by it first (see core.recovery).
+`sync_epoch` is the epoch of the last master whose log, as it stood when that
+master opened (its `epoch_start`), this secondary holds in full. A restarted
+master ranks the secondaries' logs by it first (see core.recovery). It is set
+when the prefix reaches `epoch_start`, so also as soon as the secondary holds
+any entry that master created.
 """
 
 from __future__ import annotations
@@ -74,12 +76,12 @@ class FollowerLog:
         """[[epoch, first_seq], ...]: a compact summary the master matches against."""
         return [[e, s] for e, s in zip(self._epoch_of_run, self._epoch_first_seq, strict=True)]
 
-    def sync(self, master_epoch: int, keep: int, master_last_seq: int) -> list[int]:
+    def sync(self, master_epoch: int, keep: int, epoch_start: int) -> list[int]:
         """A master of `master_epoch` says our first `keep` entries match its log.
 
         Discards everything after `keep` (returned, for a warning) and the
         out-of-order buffer, and accepts batches from that epoch only. Once we
-        hold 1..master_last_seq, we hold that master's log as it was at sync.
+        hold 1..epoch_start, we hold that master's log as it was when it opened.
         """
         keep = max(0, min(keep, self.contiguous_seq))
         discarded = [e.seq for e in self._entries[keep:]]
@@ -89,7 +91,7 @@ class FollowerLog:
         del self._epoch_of_run[cut:]
         self.out_of_order.clear()
         self.stream_epoch = master_epoch
-        self._catch_up_to = master_last_seq
+        self._catch_up_to = epoch_start
         self._note_caught_up()
         return discarded
 

@@ -36,6 +36,8 @@ class LogReport:
     length: int
     last_epoch: int
     sync_epoch: int
+    # The newest master epoch it accepted a stream from (it refuses older ones).
+    stream_epoch: int = 0
 
     @property
     def rank(self) -> tuple[int, int, int]:
@@ -78,7 +80,10 @@ class Recovery:
         waited = now - self._majority_since >= self.grace
         if not (everyone or new_cluster or waited):
             return None
-        seen = max((max(r.sync_epoch, r.last_epoch) for r in self.reports.values()), default=0)
+        seen = max(
+            (max(r.sync_epoch, r.last_epoch, r.stream_epoch) for r in self.reports.values()),
+            default=0,
+        )
         best = max(self.reports.values(), key=lambda r: r.rank, default=None)
         source = best if best is not None and best.length > 0 else None
         return RecoveryPlan(epoch=max(seen + 1, now_ms), source=source)

@@ -122,6 +122,8 @@ class ReplicationLog:
     ) -> None:
         # None until a restarted master has recovered the cluster's log.
         self.epoch = epoch
+        # How long the log was when this epoch opened: every later entry is ours.
+        self.epoch_start = 0
         self.expected_secondaries = expected_secondaries
         self.health = health or HealthPolicy()
         self.max_batch_entries = max_batch_entries
@@ -233,6 +235,7 @@ class ReplicationLog:
         for entry in entries:
             self._store(entry)
         self.epoch = epoch
+        self.epoch_start = len(entries)
         for progress in self._secondaries.values():
             progress.acked_seq = progress.sent_seq = 0
             progress.inflight.clear()

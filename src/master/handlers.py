@@ -116,7 +116,7 @@ class RegisterHandler(JsonHandler):
                 400, '"url" must be an http(s) URL the master can reach, like http://127.0.0.2:5001'
             )
         numbers = {}
-        for key in ("contiguous_seq", "last_epoch", "sync_epoch"):
+        for key in ("contiguous_seq", "last_epoch", "sync_epoch", "stream_epoch"):
             value = doc.get(key, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise RequestError(400, f'"{key}" must be a non-negative integer')
@@ -128,6 +128,7 @@ class RegisterHandler(JsonHandler):
                 length=numbers["contiguous_seq"],
                 last_epoch=numbers["last_epoch"],
                 sync_epoch=numbers["sync_epoch"],
+                stream_epoch=numbers["stream_epoch"],
             )
         )
         log = self.node.log

@@ -30,7 +30,7 @@ from core import (
 )
 from core.entry import Entry
 from master.config import MasterConfig
-from master.recovery_fetch import FetchError, fetch_log
+from master.recovery_fetch import FetchError, check_fetched, fetch_log
 from master.replicator import SecondaryLink
 
 log = structlog.get_logger("replog.master")
@@ -339,6 +339,7 @@ class MasterNode:
                 )
                 try:
                     entries = await fetch_log(plan.source.url)
+                    check_fetched(entries, plan.source)
                 except FetchError as exc:
                     log.warning(
                         "recovery_fetch_failed", secondary=plan.source.secondary_id, error=str(exc)

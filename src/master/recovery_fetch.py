@@ -6,6 +6,7 @@ import orjson
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from common import wire
+from core import LogReport
 from core.entry import Entry
 
 PAGE = 10_000
@@ -13,6 +14,14 @@ PAGE = 10_000
 
 class FetchError(Exception):
     pass
+
+
+def check_fetched(entries: list[Entry], report: LogReport) -> None:
+    """The log must still be the one reported (the node may have restarted meanwhile)."""
+    if len(entries) < report.length:
+        raise FetchError(f"got {len(entries)} entries, {report.length} were reported")
+    if report.length and entries[report.length - 1].epoch != report.last_epoch:
+        raise FetchError("the log changed since it was reported")
 
 
 async def fetch_log(url: str) -> list[Entry]:

@@ -48,6 +48,11 @@ def _ignore(future: asyncio.Future) -> None:
         future.exception()
 
 
+def _close_if_connected(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
 class SecondaryLink:
     """Keeps a replication stream to one secondary open, reconnecting forever.
 
@@ -114,9 +119,17 @@ class SecondaryLink:
             self._session_task.cancel()
 
     def drop_connection(self) -> None:
-        """Close the current stream (declared unhealthy); the link dials again."""
-        if self._conn is not None:
-            self._conn.close()
+        """Abort the current stream (declared unhealthy); the link dials again.
+
+        Aborted, not closed: a graceful close waits for the peer's close frame,
+        which a hung or cut-off peer never sends.
+        """
+        conn = self._conn
+        if conn is not None:
+            conn.close()
+            stream = getattr(conn.protocol, "stream", None)
+            if stream is not None:
+                stream.close()
 
     async def stop(self) -> None:
         for task in (self._task, self._session_task):
@@ -159,7 +172,7 @@ class SecondaryLink:
             hello = self._check_hello(wire.decode(raw, "hello"))
             epoch, keep = self.node.stream_opened(self.secondary_id, hello)
             opened = True
-            await conn.write_message(wire.encode_sync(epoch, keep, self.node.log.last_seq))
+            await conn.write_message(wire.encode_sync(epoch, keep, self.node.log.epoch_start))
             self._backoff.reset()
             reader = asyncio.get_running_loop().create_task(self._read_acks(conn))
             self._stream = conn
@@ -186,7 +199,13 @@ class SecondaryLink:
             connect_timeout=timeout,
             request_timeout=timeout,
         )
-        self._conn = await websocket_connect(request, max_message_size=wire.MAX_MESSAGE_BYTES)
+        connecting = websocket_connect(request, max_message_size=wire.MAX_MESSAGE_BYTES)
+        try:
+            self._conn = await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            # restart() cancelled us mid-handshake: close whatever it still opens.
+            connecting.add_done_callback(_close_if_connected)
+            raise
         return self._conn
 
     def _check_hello(self, hello: dict) -> dict:
@@ -196,10 +215,8 @@ class SecondaryLink:
                 f"{self.node.url_of(self.secondary_id)} is {hello.get('secondary')!r}, "
                 f"not {self.secondary_id!r}"
             )
-        return {
-            "contiguous_seq": wire.decode_seq(hello),
-            "epoch_runs": wire.decode_epoch_runs(hello),
-        }
+        length = wire.decode_seq(hello)
+        return {"contiguous_seq": length, "epoch_runs": wire.decode_epoch_runs(hello, length)}
 
     async def _send_loop(self, conn: WebSocketClientConnection, reader: asyncio.Task) -> None:
         """Send batches as entries appear, and a heartbeat every interval."""
@@ -215,7 +232,8 @@ class SecondaryLink:
             self._woken = False
             self._send_batches(conn)
             if loop.time() >= heartbeat_due:
-                await conn.write_message(wire.HEARTBEAT)
+                # Never awaited: a peer that stopped reading must not block this loop.
+                conn.write_message(wire.HEARTBEAT).add_done_callback(_ignore)
                 heartbeat_due = loop.time() + interval
             if self._woken:
                 continue  # something happened while we were writing

@@ -35,6 +35,12 @@ class LogHandler(JsonHandler):
         )
 
 
+def _ignore_closed(future: asyncio.Future) -> None:
+    """A write fails only when the stream closed; the next stream's hello covers it."""
+    if not future.cancelled():
+        future.exception()
+
+
 class HealthHandler(JsonHandler):
     """`GET /health`: how much of the log this secondary holds."""
 
@@ -131,7 +137,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
                 if epoch != self.epoch:
                     raise wire.WireError("sync epoch differs from the stream's")
                 contiguous = self.node.sync(
-                    epoch, wire.decode_int(doc, "keep"), wire.decode_int(doc, "last_seq")
+                    epoch, wire.decode_int(doc, "keep"), wire.decode_int(doc, "epoch_start")
                 )
                 self._send(wire.encode_ack(contiguous))
             else:
@@ -170,7 +176,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
     def _send(self, payload: bytes) -> None:
         # On a closed stream, drop it: the next stream's hello reports our progress.
         with contextlib.suppress(tornado.websocket.WebSocketClosedError):
-            self.write_message(payload)
+            self.write_message(payload).add_done_callback(_ignore_closed)
 
     def on_close(self) -> None:
         # Batches still held by the delay die with their stream: the next

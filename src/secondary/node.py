@@ -52,9 +52,9 @@ class SecondaryNode:
     def master_silent_for(self) -> float:
         return time.monotonic() - self.last_heard_from_master
 
-    def sync(self, epoch: int, keep: int, last_seq: int) -> int:
+    def sync(self, epoch: int, keep: int, epoch_start: int) -> int:
         """The master's verdict on our log: keep 1..keep, follow epoch `epoch`."""
-        discarded = self.follower.sync(epoch, keep, last_seq)
+        discarded = self.follower.sync(epoch, keep, epoch_start)
         if discarded:
             log.warning(
                 "log_truncated",
@@ -64,7 +64,7 @@ class SecondaryNode:
                 seq_to=discarded[-1],
                 discarded_seqs=discarded,
             )
-        log.info("synced", epoch=epoch, keep=keep, master_last_seq=last_seq)
+        log.info("synced", epoch=epoch, keep=keep, epoch_start=epoch_start)
         return self.follower.contiguous_seq
 
     def apply(self, entries: list[Entry], epoch: int) -> int:
@@ -115,4 +115,5 @@ class SecondaryNode:
             "contiguous_seq": follower.contiguous_seq,
             "last_epoch": follower.last_epoch,
             "sync_epoch": follower.sync_epoch,
+            "stream_epoch": follower.stream_epoch,
         }

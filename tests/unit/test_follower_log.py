@@ -67,7 +67,7 @@ def test_paging():
 def test_sync_discards_a_conflicting_suffix_and_the_buffer():
     log = FollowerLog()
     log.apply([e(1), e(2), e(3), e(5)])
-    discarded = log.sync(master_epoch=2, keep=2, master_last_seq=2)
+    discarded = log.sync(master_epoch=2, keep=2, epoch_start=2)
     assert discarded == [3]
     assert [x.seq for x in log.entries()] == [1, 2]
     assert log.out_of_order == {}
@@ -76,7 +76,7 @@ def test_sync_discards_a_conflicting_suffix_and_the_buffer():
 
 def test_sync_epoch_moves_only_once_caught_up_with_the_master():
     log = FollowerLog()
-    log.sync(master_epoch=3, keep=0, master_last_seq=3)
+    log.sync(master_epoch=3, keep=0, epoch_start=3)
     assert log.sync_epoch == 0
     log.apply([e(1, epoch=1), e(2, epoch=1)], master_epoch=3)
     assert log.sync_epoch == 0
@@ -86,7 +86,7 @@ def test_sync_epoch_moves_only_once_caught_up_with_the_master():
 
 def test_batches_from_another_master_epoch_are_dropped():
     log = FollowerLog()
-    log.sync(master_epoch=2, keep=0, master_last_seq=0)
+    log.sync(master_epoch=2, keep=0, epoch_start=0)
     result = log.apply([e(1, epoch=1)], master_epoch=1)  # a late batch from the old master
     assert result.stale and log.contiguous_seq == 0
     assert log.apply([e(1, epoch=2)], master_epoch=2).applied == [1]
@@ -96,5 +96,18 @@ def test_epoch_runs_summarise_the_log():
     log = FollowerLog()
     log.apply([e(1, epoch=1), e(2, epoch=1), e(3, epoch=4), e(4, epoch=4), e(5, epoch=7)])
     assert log.epoch_runs() == [[1, 1], [4, 3], [7, 5]]
-    log.sync(master_epoch=9, keep=3, master_last_seq=3)
+    log.sync(master_epoch=9, keep=3, epoch_start=3)
     assert log.epoch_runs() == [[1, 1], [4, 3]]
+
+
+def test_entries_the_current_master_created_count_as_caught_up():
+    """A secondary still catching up, but holding entries of the current epoch, holds the
+    master's whole opening log: it must rank as synced (a restarted master picks by it)."""
+    log = FollowerLog()
+    log.sync(master_epoch=3, keep=0, epoch_start=120)  # the master opened with 120 entries
+    log.apply([e(i, epoch=1) for i in range(1, 121)], master_epoch=3)
+    assert log.sync_epoch == 3  # holds the opening log even before any epoch-3 entry
+    log2 = FollowerLog()
+    log2.sync(master_epoch=3, keep=0, epoch_start=120)
+    log2.apply([e(i, epoch=1) for i in range(1, 100)], master_epoch=3)
+    assert log2.sync_epoch == 0

@@ -66,3 +66,26 @@ def test_a_failed_source_is_dropped_and_the_next_best_chosen():
 def test_no_cluster_no_wait():
     plan = Recovery(grace=5.0).plan(0.0, 42, cluster_size=1)
     assert plan is not None and plan.source is None and plan.epoch == 42
+
+
+def test_new_epoch_is_above_any_stream_epoch_a_secondary_accepted():
+    recovery = Recovery(grace=0.0)
+    recovery.report(LogReport("s1", "http://s1", 0, 0, 0, stream_epoch=50_000))
+    assert recovery.plan(0.0, 100, cluster_size=2).epoch == 50_001
+
+
+def test_a_fetched_log_must_still_be_the_reported_one():
+    import pytest
+
+    from core import Entry
+    from master.recovery_fetch import FetchError, check_fetched
+
+    reported = LogReport("s1", "http://s1", 2, 5, 5)
+    check_fetched([Entry(1, 4, None, "a"), Entry(2, 5, None, "b")], reported)
+    check_fetched(
+        [Entry(1, 4, None, "a"), Entry(2, 5, None, "b"), Entry(3, 5, None, "c")], reported
+    )
+    with pytest.raises(FetchError):
+        check_fetched([Entry(1, 4, None, "a")], reported)  # restarted and emptied meanwhile
+    with pytest.raises(FetchError):
+        check_fetched([Entry(1, 4, None, "a"), Entry(2, 6, None, "x")], reported)
