@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.request import Request, urlopen
 
+from chaos.cluster import free_port as chaos_free_port
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.5"
@@ -45,9 +47,7 @@ class BenchFailure(Exception):
 
 
 def free_port(host: str = HOST) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return chaos_free_port(host)
 
 
 def http_json(method: str, url: str, body: object = None, timeout: float = 60) -> dict:

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,10 +106,10 @@ def free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def _loopback_host(index: int) -> str:
-    """A 127.x.y.z address nobody else in this process (or the tests) uses."""
-    for _ in range(250):
-        host = f"127.{64 + os.getpid() % 64}.{next(_loopback_counter) % 250 + 1}.{index + 1}"
+def first_bindable(candidates: Iterator[str], tries: int = 250) -> str:
+    """The first address of `candidates` this machine lets us bind to."""
+    for _ in range(tries):
+        host = next(candidates)
         try:
             with socket.socket() as sock:
                 sock.bind((host, 0))
@@ -116,6 +117,14 @@ def _loopback_host(index: int) -> str:
         except OSError:
             continue
     raise RuntimeError("no usable loopback address")
+
+
+def _loopback_host(index: int) -> str:
+    """A 127.x.y.z address nobody else in this process (or the tests) uses."""
+    prefix = f"127.{64 + os.getpid() % 64}"
+    return first_bindable(
+        f"{prefix}.{next(_loopback_counter) % 250 + 1}.{index + 1}" for _ in itertools.count()
+    )
 
 
 @dataclass

@@ -6,14 +6,13 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chaos.cluster import free_port
+from chaos.cluster import first_bindable, free_port
 from support import http
 from support.waiting import wait_until
 
@@ -23,15 +22,8 @@ _hosts = itertools.cycle(range(10, 250))
 
 
 def next_host() -> str:
-    for _ in range(240):
-        host = f"127.0.{os.getpid() % 200 + 1}.{next(_hosts)}"
-        try:
-            with socket.socket() as sock:
-                sock.bind((host, 0))
-            return host
-        except OSError:
-            continue
-    raise RuntimeError("no free loopback address")
+    prefix = f"127.0.{os.getpid() % 200 + 1}"
+    return first_bindable((f"{prefix}.{next(_hosts)}" for _ in itertools.count()), tries=240)
 
 
 @dataclass
