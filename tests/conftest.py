@@ -12,10 +12,10 @@ from support.cluster import Cluster
 def cluster_factory(tmp_path):
     clusters: list[Cluster] = []
 
-    def make(secondaries: int | None = None) -> Cluster:
+    def make(secondaries: int | None = None, in_memory: bool = False) -> Cluster:
         workdir = tmp_path / f"cluster{len(clusters)}"
         workdir.mkdir()
-        cluster = Cluster(workdir, secondaries)
+        cluster = Cluster(workdir, secondaries, in_memory=in_memory)
         clusters.append(cluster)
         return cluster
 

@@ -10,9 +10,13 @@ import argparse
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from common.logs import LOG_FORMATS
+from storage.node_store import FSYNC_MODES
+from storage.segments import DEFAULT_SEGMENT_BYTES
 
 
 class EnvArgumentParser(argparse.ArgumentParser):
@@ -78,4 +82,83 @@ def port(raw: str) -> int:
     value = int(raw)
     if not 0 <= value <= 65535:
         raise ValueError("a port is 0..65535")
+    return value
+
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+DATA_ROOT = "replog-data"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where and how a node keeps its log. `data_dir` None: in memory only."""
+
+    data_dir: Path | None = None
+    fsync: str = "always"
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    repair: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "memory" if self.data_dir is None else "disk"
+
+
+def add_env_flag(parser: EnvArgumentParser, flag: str, *, env: str, help: str) -> None:
+    """An on/off flag, also switched on by `env` set to 1, true, yes or on."""
+    default = os.environ.get(env, "").strip().lower() in TRUE_WORDS
+    parser.add_argument(flag, action="store_true", default=default, help=f"{help} [env: ${env}]")
+
+
+def add_storage_arguments(parser: EnvArgumentParser, default_dir: str) -> None:
+    parser.add_env_argument(
+        "--data-dir",
+        env=["REPLOG_DATA_DIR"],
+        default=None,
+        type=Path,
+        help=f"directory for this node's log and state [default: {default_dir}]",
+    )
+    add_env_flag(
+        parser,
+        "--in-memory",
+        env="REPLOG_IN_MEMORY",
+        help="keep the log in memory only (demos, tests): a restart loses it",
+    )
+    parser.add_env_argument(
+        "--fsync",
+        env=["REPLOG_FSYNC"],
+        default="always",
+        choices=FSYNC_MODES,
+        help="always: an entry counts as held once fdatasync'ed (survives a power cut); "
+        "never: once written to the OS (survives a killed process, not a power cut)",
+    )
+    parser.add_env_argument(
+        "--segment-bytes",
+        env=["REPLOG_SEGMENT_BYTES"],
+        default=DEFAULT_SEGMENT_BYTES,
+        type=positive_int,
+        help="start a new log segment file once the current one reaches this size",
+    )
+    add_env_flag(
+        parser,
+        "--repair",
+        env="REPLOG_REPAIR",
+        help="start even if a log record mid-log is damaged: truncate the log there "
+        "(the rest is refilled from the master, or recovered from the secondaries)",
+    )
+
+
+def storage_config(args: argparse.Namespace, node_id: str) -> StorageConfig:
+    data_dir = None if args.in_memory else (args.data_dir or Path(DATA_ROOT) / node_id)
+    return StorageConfig(
+        data_dir=data_dir,
+        fsync=args.fsync,
+        segment_bytes=args.segment_bytes,
+        repair=args.repair,
+    )
+
+
+def positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be above 0")
     return value

@@ -1,9 +1,11 @@
 """The replication stream's messages (one WebSocket frame each).
 
-The master connects to the secondary's /replication?epoch=E (E: its epoch).
+The master connects to the secondary's /replication?epoch=E&secondary=ID&cluster=C
+(E: its epoch; C: its cluster id, which a secondary of another cluster refuses).
 
-secondary -> master  {"type": "hello", "secondary": id, "contiguous_seq": k, "last_epoch": e,
-                      "sync_epoch": s, "epoch_runs": [[epoch, first_seq], ...]}
+secondary -> master  {"type": "hello", "secondary": id, "contiguous_seq": k, "durable_seq": d,
+                      "last_epoch": e, "sync_epoch": s, "epoch_runs": [[epoch, first_seq], ...],
+                      "incarnation": i}
 master -> secondary  {"type": "sync", "epoch": E, "keep": k, "epoch_start": n}
 master -> secondary  {"type": "append", "entries": [[seq, epoch, id, message], ...]}
 master -> secondary  {"type": "heartbeat"}
@@ -11,9 +13,9 @@ secondary -> master  {"type": "ack", "contiguous_seq": k}
 
 `sync` tells the secondary that its first `keep` entries match the master's
 log (the rest is discarded), and how long that log was when the master
-opened. Acknowledgements carry the contiguous prefix the secondary holds,
-never its highest seq, so one ACK covers every earlier batch and a lost one
-costs nothing. Every heartbeat is answered with an ACK.
+opened. Acknowledgements carry the contiguous prefix the secondary holds on
+disk (`durable_seq` in hello), never its highest seq, so one ACK covers every
+earlier batch and a lost one costs nothing. Every heartbeat is answered with an ACK.
 """
 
 from __future__ import annotations
@@ -49,19 +51,8 @@ def encode_sync(epoch: int, keep: int, epoch_start: int) -> bytes:
     return orjson.dumps({"type": "sync", "epoch": epoch, "keep": keep, "epoch_start": epoch_start})
 
 
-def encode_hello(
-    secondary_id: str, contiguous_seq: int, last_epoch: int, sync_epoch: int, epoch_runs: list
-) -> bytes:
-    return orjson.dumps(
-        {
-            "type": "hello",
-            "secondary": secondary_id,
-            "contiguous_seq": contiguous_seq,
-            "last_epoch": last_epoch,
-            "sync_epoch": sync_epoch,
-            "epoch_runs": epoch_runs,
-        }
-    )
+def encode_hello(hello: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": "hello", **hello})
 
 
 def decode(raw: str | bytes, *expected_types: str) -> dict[str, Any]:

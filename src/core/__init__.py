@@ -3,7 +3,7 @@
 from core.entry import ClientId, Entry
 from core.follower_log import ApplyResult, FollowerLog
 from core.health import HEALTHY, SUSPECTED, UNHEALTHY, HealthPolicy
-from core.recovery import LogReport, Recovery, RecoveryPlan
+from core.recovery import LogReport, Recovery, RecoveryPlan, next_epoch
 from core.replication_log import (
     MASTER,
     Appended,
@@ -49,6 +49,7 @@ __all__ = [
     "StatusChange",
     "WriteItem",
     "WriteRequest",
+    "next_epoch",
     "parse_write",
     "resolve_w",
 ]

@@ -11,11 +11,16 @@ after that is discarded, and from then on only batches from that master's
 epoch are applied. So a secondary never keeps two different entries under one
 seq, and a late batch from a dead master cannot slip in after a newer one.
 
+Durability: the caller writes applied entries to disk and reports with
+`mark_durable()`; the secondary acknowledges `durable_seq`, the part of its
+contiguous prefix that is on disk, so the master never counts it as a holder
+of an entry that a crash could take back.
+
 `sync_epoch` is the epoch of the last master whose log, as it stood when that
-master opened (its `epoch_start`), this secondary holds in full. A restarted
+master opened (its `epoch_start`), this secondary holds in full on disk. A restarted
 master ranks the secondaries' logs by it first (see core.recovery). It is set
-when the prefix reaches `epoch_start`, so also as soon as the secondary holds
-any entry that master created.
+when the durable prefix reaches `epoch_start`, so also as soon as the
+secondary holds any entry that master created.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class ApplyResult:
 class FollowerLog:
     def __init__(self) -> None:
         self._entries: list[Entry] = []
+        # 1..durable_seq are on disk: what we acknowledge.
+        self.durable_seq = 0
         self.out_of_order: dict[int, Entry] = {}
         # Epoch of the master we take batches from (set by `sync`).
         self.stream_epoch = 0
@@ -60,6 +67,10 @@ class FollowerLog:
     @property
     def last_epoch(self) -> int:
         return self._entries[-1].epoch if self._entries else 0
+
+    def epoch_of(self, seq: int) -> int:
+        """The epoch of entry `seq` (0 for seq 0)."""
+        return self._entries[seq - 1].epoch if 0 < seq <= len(self._entries) else 0
 
     def entries(self, start_seq: int = 1, limit: int | None = None) -> list[Entry]:
         start = max(start_seq, 1) - 1
@@ -86,6 +97,7 @@ class FollowerLog:
         keep = max(0, min(keep, self.contiguous_seq))
         discarded = [e.seq for e in self._entries[keep:]]
         del self._entries[keep:]
+        self.durable_seq = min(self.durable_seq, keep)
         cut = bisect.bisect_right(self._epoch_first_seq, keep)
         del self._epoch_first_seq[cut:]
         del self._epoch_of_run[cut:]
@@ -96,8 +108,34 @@ class FollowerLog:
         return discarded
 
     def _note_caught_up(self) -> None:
-        if self.contiguous_seq >= self._catch_up_to:
+        if self.durable_seq >= self._catch_up_to:
             self.sync_epoch = self.stream_epoch
+
+    def mark_durable(self, seq: int) -> None:
+        """1..seq are on disk now (the caller synced what `apply` returned)."""
+        self.durable_seq = max(self.durable_seq, min(seq, self.contiguous_seq))
+        self._note_caught_up()
+
+    def restore(self, entries: list[Entry], stream_epoch: int, sync_epoch: int) -> None:
+        """Start from the log and epochs replayed from disk."""
+        self._entries = entries
+        self._epoch_first_seq, self._epoch_of_run = [], []
+        last_epoch = None
+        for entry in entries:
+            if entry.epoch != last_epoch:
+                self._epoch_first_seq.append(entry.seq)
+                self._epoch_of_run.append(entry.epoch)
+                last_epoch = entry.epoch
+        self.durable_seq = len(entries)
+        self.stream_epoch = stream_epoch
+        self.sync_epoch = sync_epoch
+        self._catch_up_to = 0
+
+    def applied_entries(self, result: ApplyResult) -> list[Entry]:
+        """The entries an `apply` added to the prefix, in order: what to write to disk."""
+        if not result.applied:
+            return []
+        return self._entries[result.applied[0] - 1 : result.applied[-1]]
 
     def apply(self, entries: list[Entry], master_epoch: int | None = None) -> ApplyResult:
         result = ApplyResult()
@@ -106,8 +144,6 @@ class FollowerLog:
             return result
         for entry in entries:
             self._apply_one(entry, result)
-        if result.applied:
-            self._note_caught_up()
         return result
 
     def _apply_one(self, entry: Entry, result: ApplyResult) -> None:

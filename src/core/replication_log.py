@@ -4,7 +4,9 @@ Everything that decides what the master does lives here; the caller does the
 network and reads the clock. Events in, decisions out:
 
 - `append()` puts a client's message in the log (or finds it by idempotency
-  key), or refuses it while the master is read-only;
+  key), or refuses it while the master is read-only; the caller writes it to
+  disk and reports with `mark_durable()` once it is there (the master counts
+  as a holder of an entry only from then on);
 - `wait_for()` registers a write-concern waiter; `record_ack()` and
   `stream_opened()` move a secondary's progress and return the waiters that
   are now satisfied, for the caller to resolve;
@@ -14,8 +16,9 @@ network and reads the clock. Events in, decisions out:
 - `adopt()` installs the log a restarted master recovered (core.recovery).
 
 A secondary holds entry `seq` exactly when its acknowledged contiguous prefix
-reaches `seq` (secondaries acknowledge their contiguous prefix, never their
-highest seq). So an entry's ACK set is derived from per-secondary progress
+reaches `seq` (secondaries acknowledge the contiguous prefix they hold on
+disk, never their highest seq); the master holds it when its own durable
+prefix does. So an entry's ACK set is derived from per-secondary progress
 instead of being stored per entry: nothing to free, nothing to drift.
 """
 
@@ -79,6 +82,8 @@ class SecondaryProgress:
 
     secondary_id: str
     url: str
+    # Random id of the secondary's data directory: a new one means it lost its disk.
+    incarnation: str = ""
     # Highest seq such that the secondary holds 1..acked_seq.
     acked_seq: int = 0
     # Highest seq put on the current stream; entries after it are still to send.
@@ -124,6 +129,9 @@ class ReplicationLog:
         self.epoch = epoch
         # How long the log was when this epoch opened: every later entry is ours.
         self.epoch_start = 0
+        # The master's own copy: 1..durable_seq are on its disk (or in memory,
+        # for an in-memory master). It counts as a holder only of those.
+        self.durable_seq = 0
         self.expected_secondaries = expected_secondaries
         self.health = health or HealthPolicy()
         self.max_batch_entries = max_batch_entries
@@ -225,17 +233,29 @@ class ReplicationLog:
         if entry.id is not None:
             self._seq_by_id[entry.id] = entry.seq
 
-    def adopt(self, entries: list[Entry], epoch: int) -> None:
-        """Install a recovered log and open for writes in a new epoch."""
-        if any(e.seq != i for i, e in enumerate(entries, start=1)):
+    def adopt(self, entries: Sequence[Sequence], epoch: int) -> None:
+        """Install a log (replayed from disk or recovered from the secondaries, and
+        already durable here) and open for writes in a new epoch.
+
+        `entries`: Entry objects or [seq, epoch, id, message] records, seqs 1..n.
+        Built column by column: a restarting master may adopt millions.
+        """
+        if [e[0] for e in entries] != list(range(1, len(entries) + 1)):
             raise ValueError("a recovered log must hold seqs 1..n in order")
-        self._messages, self._ids = [], []
+        self._messages = [e[3] for e in entries]
+        self._ids = [e[2] for e in entries]
         self._run_first_seq, self._run_epoch = [], []
-        self._seq_by_id = {}
-        for entry in entries:
-            self._store(entry)
+        for seq, entry_epoch in enumerate((e[1] for e in entries), start=1):
+            if not self._run_epoch or self._run_epoch[-1] != entry_epoch:
+                self._run_first_seq.append(seq)
+                self._run_epoch.append(entry_epoch)
+        self._seq_by_id = {
+            client_id: seq
+            for seq, client_id in enumerate(self._ids, start=1)
+            if client_id is not None
+        }
         self.epoch = epoch
-        self.epoch_start = len(entries)
+        self.epoch_start = self.durable_seq = len(entries)
         for progress in self._secondaries.values():
             progress.acked_seq = progress.sent_seq = 0
             progress.inflight.clear()
@@ -276,23 +296,52 @@ class ReplicationLog:
     def progress(self, secondary_id: str) -> SecondaryProgress:
         return self._secondaries[secondary_id]
 
-    def register(self, secondary_id: str, url: str, contiguous_seq: int, now: float) -> None:
+    def is_member(self, secondary_id: str) -> bool:
+        return secondary_id in self._secondaries
+
+    def register(
+        self,
+        secondary_id: str,
+        url: str,
+        contiguous_seq: int,
+        now: float,
+        incarnation: str = "",
+    ) -> bool:
         """A secondary announced itself and how much of the log it holds.
 
         What it reports can only lower what we count it as holding: a
         secondary that restarted with an empty log must be refilled, not
         remembered as already served, while a claim to hold more is only
         believed once its stream's hello has been matched against our log.
+        A new incarnation (its data directory is new: it lost its disk) counts
+        as holding nothing, whatever it held before. Returns whether the
+        membership changed (a new secondary, URL or incarnation).
         """
         progress = self._secondaries.get(secondary_id)
+        changed = progress is None or (progress.url, progress.incarnation) != (url, incarnation)
         if progress is None:
-            progress = SecondaryProgress(secondary_id, url)
+            progress = SecondaryProgress(secondary_id, url, incarnation)
             self._secondaries[secondary_id] = progress
+        elif progress.incarnation != incarnation:
+            progress.acked_seq = 0
         progress.url = url
+        progress.incarnation = incarnation
         progress.acked_seq = progress.sent_seq = min(progress.acked_seq, max(contiguous_seq, 0))
         progress.inflight.clear()
         progress.connected = False
         self.heard_from(secondary_id, now)
+        return changed
+
+    def restore_member(self, secondary_id: str, url: str, incarnation: str) -> None:
+        """A member from the master's persisted membership: known, not yet heard from."""
+        self._secondaries[secondary_id] = SecondaryProgress(secondary_id, url, incarnation)
+
+    def membership(self) -> list[dict]:
+        """What the master persists: each secondary's id, URL and incarnation."""
+        return [
+            {"id": p.secondary_id, "url": p.url, "incarnation": p.incarnation}
+            for p in self._secondaries.values()
+        ]
 
     def heard_from(self, secondary_id: str, now: float) -> None:
         self._secondaries[secondary_id].last_heard = now
@@ -335,10 +384,13 @@ class ReplicationLog:
 
     # -- replication -----------------------------------------------------
 
-    def stream_opened(self, secondary_id: str, keep: int, now: float) -> list[Satisfied]:
-        """A stream (re)started and the secondary now holds exactly 1..keep."""
+    def stream_opened(
+        self, secondary_id: str, keep: int, now: float, durable: int | None = None
+    ) -> list[Satisfied]:
+        """A stream (re)started: the secondary keeps 1..keep, 1..durable of it on disk."""
         progress = self._secondaries[secondary_id]
-        progress.acked_seq = progress.sent_seq = min(keep, self.last_seq)
+        progress.sent_seq = min(keep, self.last_seq)
+        progress.acked_seq = min(progress.sent_seq, keep if durable is None else durable)
         progress.inflight.clear()
         progress.connected = True
         self.heard_from(secondary_id, now)
@@ -405,19 +457,32 @@ class ReplicationLog:
             progress.inflight.popleft()
         return self._satisfied_waiters()
 
+    def mark_durable(self, seq: int) -> list[Satisfied]:
+        """The master's own copy of 1..seq is on disk. Returns waiters now satisfied."""
+        seq = min(seq, self.last_seq)
+        if seq <= self.durable_seq:
+            return []
+        self.durable_seq = seq
+        return self._satisfied_waiters()
+
     # -- write concern ---------------------------------------------------
 
     def ack_set(self, seq: int) -> tuple[str, ...]:
         """The nodes that hold entry `seq` now, master first."""
         holders = sorted(s.secondary_id for s in self._secondaries.values() if s.acked_seq >= seq)
-        return (MASTER, *holders)
+        return (MASTER, *holders) if self.durable_seq >= seq else tuple(holders)
 
     def acks(self, seq: int) -> int:
-        return 1 + sum(1 for s in self._secondaries.values() if s.acked_seq >= seq)
+        master = 1 if self.durable_seq >= seq else 0
+        return master + sum(1 for s in self._secondaries.values() if s.acked_seq >= seq)
 
     def wait_for(self, token: Hashable, seq: int, w: int) -> Satisfied | None:
-        """Wait until `w` nodes hold `seq`; returns at once if they already do."""
-        if self.acks(seq) >= w:
+        """Wait until `w` nodes, the master among them, hold `seq`; returns at once if they do.
+
+        The master's own durable copy is always required: an answer must never
+        name a write that a restart of the master could lose.
+        """
+        if self.durable_seq >= seq and self.acks(seq) >= w:
             return Satisfied(token, seq, w, self.ack_set(seq))
         self.commit_waiters[token] = _Waiter(seq, w)
         return None
@@ -431,10 +496,12 @@ class ReplicationLog:
         # The k-th highest acked_seq tells, for every seq at once, whether
         # k secondaries hold it: one sort per event instead of a scan per waiter.
         acked = sorted((s.acked_seq for s in self._secondaries.values()), reverse=True)
+        durable = self.durable_seq
         done = [
             token
             for token, waiter in self.commit_waiters.items()
-            if waiter.w <= 1 or (waiter.w - 2 < len(acked) and acked[waiter.w - 2] >= waiter.seq)
+            if waiter.seq <= durable
+            and (waiter.w <= 1 or (waiter.w - 2 < len(acked) and acked[waiter.w - 2] >= waiter.seq))
         ]
         satisfied = []
         for token in done:

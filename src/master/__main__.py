@@ -10,13 +10,24 @@ import structlog
 from common import loop
 from common.logs import configure_logging
 from common.process import serve_until_signalled
+from common.storage_open import EXIT_STORAGE, open_node_store
 from master.app import make_server
 from master.config import MasterConfig, parse_config
 from master.node import MasterNode
+from storage.node_store import NodeStore
 
 
-async def run(config: MasterConfig) -> None:
-    node = MasterNode(config)
+async def run(config: MasterConfig, store: NodeStore) -> None:
+    node = MasterNode(config, store)
+    recovery = node.recovery
+    if recovery is not None and recovery.strict and recovery.expected == 0:
+        store.close()
+        print(
+            "replog-master: recovering the log needs the secondaries: pass --secondaries K "
+            "(how many secondaries hold the cluster's data)",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_STORAGE)
     server = make_server(node)
 
     async def start() -> None:
@@ -33,6 +44,7 @@ async def run(config: MasterConfig) -> None:
     async def stop() -> None:
         server.stop()
         await node.stop()
+        store.close()
 
     await serve_until_signalled(start, stop)
 
@@ -41,8 +53,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(argv)
     # Buffered: several events per write, written once per event-loop iteration.
     configure_logging(config.log_format, node="master", buffered=True)
+    store = open_node_store("replog-master", config.storage, "master", role="master")
     try:
-        loop.run(run(config))
+        loop.run(run(config, store))
     except OSError as exc:
         print(
             f"replog-master: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.config import (
     EnvArgumentParser,
+    StorageConfig,
+    add_env_flag,
+    add_storage_arguments,
     non_negative_float,
     non_negative_int,
     port,
     positive_float,
+    storage_config,
 )
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
@@ -32,6 +36,8 @@ class MasterConfig:
     unhealthy_after: float = 2.0
     wtimeout_ms: int = 0
     recovery_grace: float = 5.0
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    recover: bool = False
 
 
 def build_parser() -> EnvArgumentParser:
@@ -110,8 +116,17 @@ def build_parser() -> EnvArgumentParser:
         env=["REPLOG_RECOVERY_GRACE"],
         default=5.0,
         type=non_negative_float,
-        help="after a restart, once a majority has reported its log, how long to wait "
-        "for the other secondaries before adopting the best log",
+        help="in-memory master only: after a restart, once a majority has reported its "
+        "log, how long to wait for the other secondaries before adopting the best log",
+    )
+    add_storage_arguments(parser, "./replog-data/master")
+    add_env_flag(
+        parser,
+        "--recover",
+        env="REPLOG_RECOVER",
+        help="rebuild a master whose disk was lost: take no writes until every expected "
+        "secondary (--secondaries) has reported with data, then adopt the most "
+        "up-to-date log and the cluster's identity",
     )
     parser.add_log_format()
     return parser
@@ -122,6 +137,8 @@ def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
     args = parser.parse_args(argv)
     if args.max_body_bytes > MAX_BODY_BYTES_LIMIT:
         parser.error(f"--max-body-bytes is at most {MAX_BODY_BYTES_LIMIT} (64 MiB)")
+    if args.recover and args.in_memory:
+        parser.error("--recover rebuilds a durable master; it makes no sense with --in-memory")
     if not args.heartbeat_interval < args.suspect_after < args.unhealthy_after:
         parser.error("need --heartbeat-interval < --suspect-after < --unhealthy-after")
     return MasterConfig(
@@ -137,4 +154,6 @@ def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
         unhealthy_after=args.unhealthy_after,
         wtimeout_ms=args.wtimeout,
         recovery_grace=args.recovery_grace,
+        storage=storage_config(args, "master"),
+        recover=args.recover,
     )

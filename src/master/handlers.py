@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from common.web import JsonHandler, decode_json_body, parse_paging, render_messages
 from core import IdConflict, LogReport, ReadOnly, RequestError, parse_write
 from core.write_request import show
-from master.node import MasterNode, WriteConcernTimeout
+from master.node import ClusterMismatch, MasterNode, WriteConcernTimeout
 
 
 class LogHandler(JsonHandler):
@@ -97,8 +97,10 @@ def is_reachable_url(url: object) -> bool:
 class RegisterHandler(JsonHandler):
     """`POST /register`: a secondary announces itself and reports its log.
 
-    Body: {"id", "url", "contiguous_seq", "last_epoch", "sync_epoch"} (the
-    epochs default to 0: a secondary that never followed a master).
+    Body: {"id", "url", "contiguous_seq", "last_epoch", "sync_epoch",
+    "stream_epoch", "incarnation", "cluster_id"} (the epochs default to 0: a
+    secondary that never followed a master; a null cluster_id: one that never
+    joined a cluster). Another cluster's secondary is refused with 409.
     """
 
     def initialize(self, node: MasterNode) -> None:
@@ -121,16 +123,27 @@ class RegisterHandler(JsonHandler):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise RequestError(400, f'"{key}" must be a non-negative integer')
             numbers[key] = value
-        self.node.register(
-            LogReport(
-                secondary_id=secondary_id,
-                url=url,
-                length=numbers["contiguous_seq"],
-                last_epoch=numbers["last_epoch"],
-                sync_epoch=numbers["sync_epoch"],
-                stream_epoch=numbers["stream_epoch"],
-            )
+        strings = {}
+        for key in ("incarnation", "cluster_id"):
+            value = doc.get(key)
+            if value is not None and not (isinstance(value, str) and 0 < len(value) <= 64):
+                raise RequestError(400, f'"{key}" must be a string of 1 to 64 characters, or null')
+            strings[key] = value
+        report = LogReport(
+            secondary_id=secondary_id,
+            url=url,
+            length=numbers["contiguous_seq"],
+            last_epoch=numbers["last_epoch"],
+            sync_epoch=numbers["sync_epoch"],
+            stream_epoch=numbers["stream_epoch"],
+            incarnation=strings["incarnation"] or "",
+            cluster_id=strings["cluster_id"],
         )
+        try:
+            self.node.register(report)
+        except ClusterMismatch as exc:
+            self.send_error_json(409, str(exc), cluster_id=self.node.cluster_id)
+            return
         log = self.node.log
         self.send_json(
             {
@@ -138,6 +151,7 @@ class RegisterHandler(JsonHandler):
                 "cluster_size": log.cluster_size,
                 "last_seq": log.last_seq,
                 "epoch": log.epoch,
+                "cluster_id": self.node.cluster_id,
             }
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,22 +19,44 @@ from dataclasses import dataclass
 import structlog
 
 from core import (
+    MASTER,
     UNHEALTHY,
     Appended,
     Batch,
     HealthPolicy,
     LogReport,
     Recovery,
+    RecoveryPlan,
     ReplicationLog,
     Satisfied,
     WriteRequest,
+    next_epoch,
 )
-from core.entry import Entry
 from master.config import MasterConfig
 from master.recovery_fetch import FetchError, check_fetched, fetch_log
 from master.replicator import SecondaryLink
+from storage.node_store import NodeStore, open_store
 
 log = structlog.get_logger("replog.master")
+
+STATE = "state.json"
+MEMBERSHIP = "membership.json"
+
+
+def new_cluster_id() -> str:
+    return secrets.token_hex(8)
+
+
+class ClusterMismatch(Exception):
+    """A secondary holding another cluster's data asked to join this one."""
+
+    def __init__(self, secondary_id: str, theirs: str, ours: str) -> None:
+        super().__init__(
+            f"secondary {secondary_id!r} holds data of cluster {theirs}, and this master's "
+            f"cluster is {ours}: it is refused and keeps its data (start it with an empty "
+            "--data-dir to join this cluster, or point it at its own cluster's master)"
+        )
+        self.secondary_id = secondary_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +104,95 @@ class WriteConcernTimeout(Exception):
 
 
 class MasterNode:
-    def __init__(self, config: MasterConfig) -> None:
+    def __init__(self, config: MasterConfig, store: NodeStore | None = None) -> None:
         self.config = config
+        self.store = store or open_store(data_dir=None, node=MASTER, role="master")
         self.log = ReplicationLog(
             epoch=None,
             expected_secondaries=config.secondaries,
             health=HealthPolicy(config.suspect_after, config.unhealthy_after),
         )
-        self.recovery = Recovery(config.recovery_grace)
         self.links: dict[str, SecondaryLink] = {}
         self.opened = asyncio.Event()
-        # Starts as "recovering"; only changes are logged.
-        self._read_only_reason = self.log.read_only_reason()
         self._tasks: list[asyncio.Task[None]] = []
         self._recovering = False
+        state = self.store.load(STATE) or {}
+        self.cluster_id: str | None = state.get("cluster_id")
+        # The highest epoch this master has opened in (persisted before opening).
+        self._epoch_seen: int = state.get("epoch", 0)
+        self._restore_membership()
+        self.store.on_durable = self._durable
+        self.recovery = self._recovery_needed()
+        if self.recovery is None:
+            self._open_with_own_log()
+        # Starts as "recovering" or open; only changes are logged.
+        self._read_only_reason = self.log.read_only_reason()
+
+    # -- start-up ---------------------------------------------------------
+
+    def _restore_membership(self) -> None:
+        doc = self.store.load(MEMBERSHIP) or {}
+        for member in doc.get("members", []):
+            self.log.restore_member(member["id"], member["url"], member.get("incarnation", ""))
+
+    def _save_membership(self) -> None:
+        self.store.save(MEMBERSHIP, {"members": self.log.membership()})
+
+    def _recovery_needed(self) -> Recovery | None:
+        """How this master must learn its log before opening, or None: it has it."""
+        store = self.store
+        if store.kind == "memory":
+            # Nothing of its own: learn the log from the secondaries (lenient rules).
+            return Recovery(self.config.recovery_grace)
+        records = store.replay.records
+        if not (self.config.recover or store.replay.repaired):
+            if self.cluster_id is None and records:
+                # A log without the state that names its cluster: do not guess.
+                log.warning("cluster_unknown", last_seq=len(records))
+            else:
+                return None
+        own = LogReport(
+            MASTER,
+            "",
+            len(records),
+            last_epoch=records[-1][1] if records else 0,
+            sync_epoch=self._epoch_seen,
+            stream_epoch=self._epoch_seen,
+            incarnation=store.identity.incarnation,
+            cluster_id=self.cluster_id,
+        )
+        expected = max(self.config.secondaries, len(self.log.secondaries))
+        log.warning(
+            "recovery_started",
+            reason="--recover" if self.config.recover else "log repaired or cluster unknown",
+            expected_secondaries=expected,
+            own_last_seq=len(records),
+        )
+        return Recovery(strict=True, expected=expected, own=own)
+
+    def _open_with_own_log(self) -> None:
+        """The data directory is intact (or new): open at once, in a new epoch."""
+        records = self.store.replay.records
+        if self.cluster_id is None:
+            self.cluster_id = new_cluster_id()
+            log.info("cluster_created", cluster=self.cluster_id)
+        last_epoch = records[-1][1] if records else 0
+        self._open(records, next_epoch(self._epoch_seen, last_epoch))
+
+    def _open(self, entries: list, epoch: int) -> None:
+        """Persist the epoch (and cluster) first, then take writes in it."""
+        self._epoch_seen = epoch
+        self.store.save(STATE, {"cluster_id": self.cluster_id, "epoch": epoch})
+        self.log.adopt(entries, epoch)
+        self.store.replay.records = []
+        self.opened.set()
+        log.info(
+            "opened",
+            epoch=epoch,
+            last_seq=self.log.last_seq,
+            cluster=self.cluster_id,
+            cluster_size=self.log.cluster_size,
+        )
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -119,6 +217,8 @@ class MasterNode:
         started = time.monotonic()
         appended = self.log.append_batch(request.items)
         self._log_appended(appended, request.w)
+        # To the OS now; the store reports when it is durable (_durable).
+        self.store.append([a.entry for a in appended if not a.duplicate])
         # Secondaries hold contiguous prefixes: holding the last seq means holding all.
         last_seq = max(a.entry.seq for a in appended)
         waiter: asyncio.Future[Satisfied] = asyncio.get_running_loop().create_future()
@@ -187,6 +287,10 @@ class MasterNode:
         finally:
             self.log.cancel_wait(waiter)
 
+    def _durable(self, seq: int) -> None:
+        """The master's own copy of 1..seq is on disk: it now counts as a holder."""
+        self._resolve(self.log.mark_durable(seq))
+
     def _resolve(self, satisfied: list[Satisfied]) -> None:
         for item in satisfied:
             waiter = item.token
@@ -196,9 +300,32 @@ class MasterNode:
     # -- secondaries -----------------------------------------------------
 
     def register(self, report: LogReport) -> None:
+        """A secondary (re)joins. Raises ClusterMismatch for another cluster's node."""
         secondary_id = report.secondary_id
+        ours, theirs = self.cluster_id, report.cluster_id
+        if ours is not None and theirs is not None and theirs != ours:
+            log.error("cluster_mismatch", secondary=secondary_id, cluster=theirs, own=ours)
+            raise ClusterMismatch(secondary_id, theirs, ours)
         known = secondary_id in self.links
-        self.log.register(secondary_id, report.url, report.length, time.monotonic())
+        old_incarnation = (
+            self.log.progress(secondary_id).incarnation
+            if self.log.is_member(secondary_id)
+            else None
+        )
+        changed = self.log.register(
+            secondary_id, report.url, report.length, time.monotonic(), report.incarnation
+        )
+        if old_incarnation not in (None, report.incarnation):
+            # Its data directory is new: whatever it held before is gone, and
+            # none of its earlier acknowledgements count for anything now.
+            log.warning(
+                "secondary_new_incarnation",
+                secondary=secondary_id,
+                incarnation=report.incarnation,
+                previous=old_incarnation,
+            )
+        if changed and self.store.kind == "disk":
+            self._save_membership()
         log.info(
             "secondary_registered",
             secondary=secondary_id,
@@ -206,10 +333,11 @@ class MasterNode:
             contiguous_seq=report.length,
             last_epoch=report.last_epoch,
             sync_epoch=report.sync_epoch,
+            incarnation=report.incarnation,
             known_before=known,
             cluster_size=self.log.cluster_size,
         )
-        if self.log.epoch is None:
+        if self.recovery is not None and self.log.epoch is None:
             self.recovery.report(report)
             self._maybe_recover()
         link = self.links.get(secondary_id)
@@ -229,7 +357,10 @@ class MasterNode:
         assert self.log.epoch is not None
         length = hello["contiguous_seq"]
         keep = self.log.matching_prefix(hello["epoch_runs"], length)
-        self._resolve(self.log.stream_opened(secondary_id, keep, time.monotonic()))
+        satisfied = self.log.stream_opened(
+            secondary_id, keep, time.monotonic(), durable=hello["durable_seq"]
+        )
+        self._resolve(satisfied)
         if keep < length:
             log.warning(
                 "secondary_log_truncated",
@@ -315,19 +446,22 @@ class MasterNode:
             self._read_only_reason = reason
 
     def _maybe_recover(self) -> None:
-        if self.log.epoch is not None or self._recovering:
+        if self.recovery is None or self.log.epoch is not None or self._recovering:
             return
         plan = self.recovery.plan(
             time.monotonic(), time.time_ns() // 1_000_000, self.log.cluster_size
         )
         if plan is None:
+            if self.recovery.conflict:
+                log.error("recovery_conflict", clusters=self.recovery.conflict)
             return
         self._recovering = True
         self._tasks.append(asyncio.get_running_loop().create_task(self._recover(plan)))
 
-    async def _recover(self, plan) -> None:  # type: ignore[no-untyped-def]
+    async def _recover(self, plan: RecoveryPlan) -> None:
+        assert self.recovery is not None
         try:
-            entries: list[Entry] = []
+            entries: list = []
             if plan.source is not None:
                 log.info(
                     "recovery_fetch",
@@ -346,15 +480,24 @@ class MasterNode:
                     )
                     self.recovery.drop(plan.source.secondary_id)
                     return
-            self.log.adopt(entries, plan.epoch)
+                self.store.reset(entries)
+            elif self.recovery.strict:
+                entries = self.store.replay.records  # its own log won, and it is on disk
+            else:
+                self.store.reset([])
+            self.cluster_id = plan.cluster_id or self.cluster_id or new_cluster_id()
+            self._open(entries, max(plan.epoch, self._epoch_seen + 1))
+            if self.store.kind == "disk":
+                self._save_membership()
             log.info(
                 "recovered",
                 epoch=plan.epoch,
                 last_seq=self.log.last_seq,
                 source=plan.source.secondary_id if plan.source else None,
                 reports=sorted(self.recovery.reports),
+                cluster=self.cluster_id,
             )
-            self.opened.set()
+            self.recovery = None
             self._check_health()
         finally:
             self._recovering = False
@@ -382,6 +525,13 @@ class MasterNode:
         return {
             "role": "master",
             "status": status,
+            "cluster_id": self.cluster_id,
+            "storage": self.store.kind,
+            "data_dir": None if self.store.data_dir is None else str(self.store.data_dir),
+            "fsync": self.config.storage.fsync if self.store.kind == "disk" else None,
+            "durable_seq": self.log.durable_seq,
+            "sync": self.store.sync_stats(),
+            "recovery": self._recovery_status(),
             "quorum": self.log.quorum,
             "read_only": reason is not None,
             "read_only_reason": reason,
@@ -390,6 +540,17 @@ class MasterNode:
             "nodes_up": self.log.nodes_up,
             "last_seq": last_seq,
             "secondaries": secondaries,
+        }
+
+    def _recovery_status(self) -> dict | None:
+        recovery = self.recovery
+        if recovery is None:
+            return None
+        return {
+            "mode": "strict" if recovery.strict else "lenient",
+            "reported": sorted(recovery.reports),
+            "missing": recovery.missing(self.log.cluster_size),
+            "conflict": recovery.conflict or None,
         }
 
     async def stop(self) -> None:

@@ -192,7 +192,13 @@ class SecondaryLink:
     async def _connect(self) -> WebSocketClientConnection:
         url = self.node.url_of(self.secondary_id).rstrip("/")
         ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        query = urlencode({"epoch": self.node.log.epoch, "secondary": self.secondary_id})
+        query = urlencode(
+            {
+                "epoch": self.node.log.epoch,
+                "secondary": self.secondary_id,
+                "cluster": self.node.cluster_id,
+            }
+        )
         timeout = self.config.unhealthy_after
         request = HTTPRequest(
             f"{ws_url}{wire.REPLICATION_PATH}?{query}",
@@ -215,8 +221,20 @@ class SecondaryLink:
                 f"{self.node.url_of(self.secondary_id)} is {hello.get('secondary')!r}, "
                 f"not {self.secondary_id!r}"
             )
+        expected = self.node.log.progress(self.secondary_id).incarnation
+        if hello.get("incarnation") != expected:
+            # Not the node that registered (it restarted since): it registers again.
+            raise wire.WireError(
+                f"{self.secondary_id!r} answers as incarnation {hello.get('incarnation')!r}, "
+                f"registered as {expected!r}"
+            )
         length = wire.decode_seq(hello)
-        return {"contiguous_seq": length, "epoch_runs": wire.decode_epoch_runs(hello, length)}
+        durable = min(wire.decode_seq(hello, "durable_seq"), length)
+        return {
+            "contiguous_seq": length,
+            "durable_seq": durable,
+            "epoch_runs": wire.decode_epoch_runs(hello, length),
+        }
 
     async def _send_loop(self, conn: WebSocketClientConnection, reader: asyncio.Task) -> None:
         """Send batches as entries appear, and a heartbeat every interval."""

@@ -10,14 +10,16 @@ import structlog
 from common import loop
 from common.logs import configure_logging
 from common.process import serve_until_signalled
+from common.storage_open import open_node_store
 from secondary.app import make_server
 from secondary.config import SecondaryConfig, parse_config
 from secondary.node import SecondaryNode
 from secondary.registrar import Registrar
+from storage.node_store import NodeStore
 
 
-async def run(config: SecondaryConfig) -> None:
-    node = SecondaryNode(config)
+async def run(config: SecondaryConfig, store: NodeStore) -> None:
+    node = SecondaryNode(config, store)
     server = make_server(node)
     registrar = Registrar(node)
 
@@ -36,6 +38,7 @@ async def run(config: SecondaryConfig) -> None:
     async def stop() -> None:
         server.stop()
         await registrar.stop()
+        store.close()
 
     await serve_until_signalled(start, stop)
 
@@ -43,8 +46,11 @@ async def run(config: SecondaryConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(argv)
     configure_logging(config.log_format, node=config.secondary_id)
+    store = open_node_store(
+        "replog-secondary", config.storage, config.secondary_id, role="secondary"
+    )
     try:
-        loop.run(run(config))
+        loop.run(run(config, store))
     except OSError as exc:
         print(
             f"replog-secondary: cannot listen on {config.host}:{config.port}: {exc}",

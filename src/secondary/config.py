@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from common.config import EnvArgumentParser, non_negative_float, port, positive_float
+from common.config import (
+    EnvArgumentParser,
+    StorageConfig,
+    add_storage_arguments,
+    non_negative_float,
+    port,
+    positive_float,
+    storage_config,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,7 @@ class SecondaryConfig:
     retry_initial: float = 0.05
     retry_max: float = 1.0
     master_timeout: float = 3.0
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     @property
     def url(self) -> str:
@@ -105,6 +114,7 @@ def build_parser() -> EnvArgumentParser:
         help="drop the replication stream and register again after this many seconds "
         "without a message (batch or heartbeat) from the master",
     )
+    add_storage_arguments(parser, "./replog-data/<id>")
     parser.add_log_format()
     return parser
 
@@ -129,4 +139,5 @@ def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
         retry_initial=args.retry_initial,
         retry_max=args.retry_max,
         master_timeout=args.master_timeout,
+        storage=storage_config(args, args.id),
     )

@@ -48,20 +48,7 @@ class HealthHandler(JsonHandler):
         self.node = node
 
     def get(self) -> None:
-        node = self.node
-        follower = node.follower
-        self.send_json(
-            {
-                "role": "secondary",
-                "id": node.config.secondary_id,
-                "contiguous_seq": follower.contiguous_seq,
-                "buffered": len(follower.out_of_order),
-                "master": node.config.master_url,
-                "stream": node.stream is not None,
-                "sync_epoch": follower.sync_epoch,
-                "last_epoch": follower.last_epoch,
-            }
-        )
+        self.send_json(self.node.health())
 
 
 class LogExportHandler(JsonHandler):
@@ -82,6 +69,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
     def initialize(self, node: SecondaryNode) -> None:
         self.node = node
         self.epoch = 0
+        self.cluster_id = ""
         self._delayed: set[asyncio.Task[None]] = set()
 
     def get(self, *args: str, **kwargs: str) -> object:
@@ -93,6 +81,11 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
             # The master dialled the wrong node: it must not count us as `wanted`.
             return self._refuse(409, f"this is {self.node.config.secondary_id!r}, not {wanted!r}")
         self.epoch = int(raw)
+        self.cluster_id = self.get_query_argument("cluster", "")
+        refusal = self.node.cluster_refusal(self.cluster_id) if self.cluster_id else None
+        if refusal is not None:
+            log.error("cluster_mismatch", cluster=self.cluster_id, own=self.node.cluster_id)
+            return self._refuse(409, refusal)
         if not self.node.accepts_master(self.epoch):
             log.warning(
                 "stale_master_refused", epoch=self.epoch, sync_epoch=self.node.follower.sync_epoch
@@ -112,17 +105,10 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         self.finish(orjson.dumps({"error": self._reason}))
 
     def open(self) -> None:
+        if self.cluster_id:
+            self.node.join(self.cluster_id)
         self.node.attach_stream(self)
-        follower = self.node.follower
-        self._send(
-            wire.encode_hello(
-                self.node.config.secondary_id,
-                follower.contiguous_seq,
-                follower.last_epoch,
-                follower.sync_epoch,
-                follower.epoch_runs(),
-            )
-        )
+        self._send(wire.encode_hello(self.node.hello()))
 
     def on_message(self, message: str | bytes) -> None:
         if self.node.stream is not self:
@@ -131,7 +117,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         try:
             doc = wire.decode(message, "append", "heartbeat", "sync")
             if doc["type"] == "heartbeat":
-                self._send(wire.encode_ack(self.node.follower.contiguous_seq))
+                self.send_ack(self.node.follower.durable_seq)
             elif doc["type"] == "sync":
                 epoch = wire.decode_int(doc, "epoch")
                 if epoch != self.epoch:
@@ -139,7 +125,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
                 contiguous = self.node.sync(
                     epoch, wire.decode_int(doc, "keep"), wire.decode_int(doc, "epoch_start")
                 )
-                self._send(wire.encode_ack(contiguous))
+                self.send_ack(contiguous)
             else:
                 self._receive(wire.decode_entries(doc))
         except wire.WireError as exc:
@@ -169,9 +155,11 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         self._apply(entries)
 
     def _apply(self, entries: list) -> None:
-        contiguous_seq = self.node.apply(entries, self.epoch)
-        # `applied` (logged by the node) already names the contiguous seq we ACK.
-        self._send(wire.encode_ack(contiguous_seq))
+        # The node acknowledges once what this adds is on disk.
+        self.node.apply(entries, self.epoch)
+
+    def send_ack(self, durable_seq: int) -> None:
+        self._send(wire.encode_ack(durable_seq))
 
     def _send(self, payload: bytes) -> None:
         # On a closed stream, drop it: the next stream's hello reports our progress.

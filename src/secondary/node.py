@@ -1,4 +1,4 @@
-"""The secondary process's glue: the follower log plus who is streaming to it."""
+"""The secondary process's glue: the follower log, its storage, and who is streaming to it."""
 
 from __future__ import annotations
 
@@ -10,22 +10,76 @@ import structlog
 
 from core import Entry, FollowerLog
 from secondary.config import SecondaryConfig
+from storage.node_store import NodeStore, open_store
 
 log = structlog.get_logger("replog.secondary")
+
+STATE = "state.json"
 
 
 class Stream(Protocol):
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
+    def send_ack(self, durable_seq: int) -> None: ...
+
 
 class SecondaryNode:
-    def __init__(self, config: SecondaryConfig) -> None:
+    def __init__(self, config: SecondaryConfig, store: NodeStore | None = None) -> None:
         self.config = config
+        self.store = store or open_store(data_dir=None, node=config.secondary_id, role="secondary")
         self.follower = FollowerLog()
         self.stream: Stream | None = None
         # Set whenever a stream starts or ends: the registrar watches it.
         self.stream_changed = asyncio.Event()
         self.last_heard_from_master = time.monotonic()
+        self.cluster_id: str | None = None
+        self._saved_state: dict = {}
+        self._restore()
+        self.store.on_durable = self._durable
+
+    def _restore(self) -> None:
+        store = self.store
+        state = store.load(STATE) or {}
+        self._saved_state = state
+        self.cluster_id = state.get("cluster_id")
+        # A log cut short by --repair no longer holds all it synced with.
+        sync_epoch = 0 if store.replay.repaired else state.get("sync_epoch", 0)
+        entries = [tuple.__new__(Entry, record) for record in store.replay.records]
+        store.replay.records = []
+        self.follower.restore(entries, state.get("stream_epoch", 0), sync_epoch)
+        self._save_state()
+
+    def _save_state(self) -> None:
+        """Persist what must survive a restart; only when it changed (it rarely does)."""
+        state = {
+            "cluster_id": self.cluster_id,
+            "stream_epoch": self.follower.stream_epoch,
+            "sync_epoch": self.follower.sync_epoch,
+        }
+        if state != self._saved_state:
+            self.store.save(STATE, state)
+            self._saved_state = state
+
+    # -- cluster membership ------------------------------------------------
+
+    def cluster_refusal(self, cluster_id: str) -> str | None:
+        """Why a master of `cluster_id` must not stream to us, or None."""
+        if self.cluster_id is not None and cluster_id != self.cluster_id:
+            return (
+                f"this secondary holds data of cluster {self.cluster_id}, not of cluster "
+                f"{cluster_id}; it keeps its data and takes no stream from this master "
+                "(start it with an empty --data-dir to join this cluster)"
+            )
+        return None
+
+    def join(self, cluster_id: str) -> None:
+        """A master of `cluster_id` streams to us: record the cluster we belong to."""
+        if self.cluster_id is None:
+            self.cluster_id = cluster_id
+            self._save_state()
+            log.info("joined_cluster", cluster=cluster_id)
+
+    # -- streams -----------------------------------------------------------
 
     def accepts_master(self, epoch: int) -> bool:
         """A master older than one we already followed is a stale one."""
@@ -52,10 +106,17 @@ class SecondaryNode:
     def master_silent_for(self) -> float:
         return time.monotonic() - self.last_heard_from_master
 
+    # -- the log -----------------------------------------------------------
+
     def sync(self, epoch: int, keep: int, epoch_start: int) -> int:
-        """The master's verdict on our log: keep 1..keep, follow epoch `epoch`."""
+        """The master's verdict on our log: keep 1..keep, follow epoch `epoch`.
+
+        The truncation and the new epoch are on disk before this returns, so
+        before anything of the new master is acknowledged.
+        """
         discarded = self.follower.sync(epoch, keep, epoch_start)
         if discarded:
+            self.store.truncate(keep)
             log.warning(
                 "log_truncated",
                 epoch=epoch,
@@ -64,14 +125,21 @@ class SecondaryNode:
                 seq_to=discarded[-1],
                 discarded_seqs=discarded,
             )
+        self._save_state()
         log.info("synced", epoch=epoch, keep=keep, epoch_start=epoch_start)
-        return self.follower.contiguous_seq
+        return self.follower.durable_seq
 
-    def apply(self, entries: list[Entry], epoch: int) -> int:
-        """Apply a replicated batch; returns the contiguous seq to acknowledge."""
-        if not entries:
-            return self.follower.contiguous_seq
-        result = self.follower.apply(entries, epoch)
+    def apply(self, entries: list[Entry], epoch: int) -> None:
+        """Apply a replicated batch and write what it adds to disk.
+
+        The ACK follows once that is durable (`_durable`); a batch that adds
+        nothing is answered at once with what we hold.
+        """
+        result = self.follower.apply(entries, epoch) if entries else None
+        if result is None or not result.applied:
+            self._send_ack()
+        if result is None:
+            return
         if result.stale:
             log.warning(
                 "stale_batch_dropped",
@@ -88,6 +156,7 @@ class SecondaryNode:
                 count=len(result.applied),
                 contiguous_seq=self.follower.contiguous_seq,
             )
+            self.store.append(self.follower.applied_entries(result))
         if result.buffered:
             log.info(
                 "buffered_out_of_order",
@@ -104,16 +173,61 @@ class SecondaryNode:
             )
         if result.conflicts:
             log.warning("conflict_ignored", seqs=result.conflicts)
-        return self.follower.contiguous_seq
+
+    def _durable(self, seq: int) -> None:
+        """The store synced 1..seq: acknowledge it (and note a completed catch-up)."""
+        self.follower.mark_durable(seq)
+        if self.follower.sync_epoch != self._saved_state.get("sync_epoch"):
+            self._save_state()
+        self._send_ack()
+
+    def _send_ack(self) -> None:
+        if self.stream is not None:
+            self.stream.send_ack(self.follower.durable_seq)
+
+    def hello(self) -> dict:
+        """The first message of a stream: what we hold, for the master to match."""
+        follower = self.follower
+        return {
+            "secondary": self.config.secondary_id,
+            "contiguous_seq": follower.contiguous_seq,
+            "durable_seq": follower.durable_seq,
+            "last_epoch": follower.last_epoch,
+            "sync_epoch": follower.sync_epoch,
+            "epoch_runs": follower.epoch_runs(),
+            "incarnation": self.store.identity.incarnation,
+        }
 
     def report(self) -> dict:
-        """What registration tells the master about our log."""
+        """What registration tells the master about our log (the durable part of it)."""
         follower = self.follower
         return {
             "id": self.config.secondary_id,
             "url": self.config.url,
-            "contiguous_seq": follower.contiguous_seq,
-            "last_epoch": follower.last_epoch,
+            "contiguous_seq": follower.durable_seq,
+            "last_epoch": follower.epoch_of(follower.durable_seq),
             "sync_epoch": follower.sync_epoch,
             "stream_epoch": follower.stream_epoch,
+            "incarnation": self.store.identity.incarnation,
+            "cluster_id": self.cluster_id,
+        }
+
+    def health(self) -> dict:
+        follower = self.follower
+        return {
+            "role": "secondary",
+            "id": self.config.secondary_id,
+            "contiguous_seq": follower.contiguous_seq,
+            "durable_seq": follower.durable_seq,
+            "buffered": len(follower.out_of_order),
+            "master": self.config.master_url,
+            "stream": self.stream is not None,
+            "sync_epoch": follower.sync_epoch,
+            "last_epoch": follower.last_epoch,
+            "cluster_id": self.cluster_id,
+            "incarnation": self.store.identity.incarnation,
+            "storage": self.store.kind,
+            "data_dir": None if self.store.data_dir is None else str(self.store.data_dir),
+            "fsync": self.config.storage.fsync if self.store.kind == "disk" else None,
+            "sync": self.store.sync_stats(),
         }

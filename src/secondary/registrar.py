@@ -83,7 +83,14 @@ class Registrar:
         )
         try:
             await AsyncHTTPClient().fetch(request)
-        except (OSError, HTTPClientError) as exc:
+        except HTTPClientError as exc:
+            if exc.code == 409 and exc.response is not None:
+                # Another cluster's master: keep our data, say so, and keep asking.
+                log.error("cluster_mismatch", master=config.master_url, error=_error(exc))
+                return False
+            log.info("register_failed", master=config.master_url, error=str(exc))
+            return False
+        except OSError as exc:
             log.info("register_failed", master=config.master_url, error=str(exc))
             return False
         except Exception as exc:
@@ -98,3 +105,11 @@ class Registrar:
             sync_epoch=body["sync_epoch"],
         )
         return True
+
+
+def _error(exc: HTTPClientError) -> str:
+    """The master's JSON error message, or the HTTP reason."""
+    try:
+        return str(orjson.loads(exc.response.body)["error"])  # type: ignore[union-attr]
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return str(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,10 +84,13 @@ class Node:
 class Cluster:
     """A master and secondaries started as separate processes."""
 
-    def __init__(self, tmp_path: Path, secondaries: int | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, secondaries: int | None = None, in_memory: bool = False
+    ) -> None:
         self.tmp_path = tmp_path
         self.host = next_host()
         self.expected = secondaries
+        self.in_memory = in_memory
         self.master: Node | None = None
         self.secondaries: dict[str, Node] = {}
 
@@ -95,9 +99,22 @@ class Cluster:
         assert self.master is not None
         return self.master.url
 
-    def start_master(self, *extra: str) -> Node:
-        port = free_port(self.host)
+    def data_dir(self, name: str) -> Path:
+        return self.tmp_path / "data" / name
+
+    def storage_args(self, name: str) -> list[str]:
+        if self.in_memory:
+            return ["--in-memory"]
+        return ["--data-dir", str(self.data_dir(name))]
+
+    def wipe(self, name: str) -> None:
+        """Lose a node's disk (the node must be down)."""
+        shutil.rmtree(self.data_dir(name), ignore_errors=True)
+
+    def start_master(self, *extra: str, port: int | None = None) -> Node:
+        port = port or free_port(self.host)
         argv = [str(BIN / "replog-master"), "--host", self.host, "--port", str(port)]
+        argv += self.storage_args("master")
         if self.expected is not None:
             argv += ["--secondaries", str(self.expected)]
         self.master = Node(
@@ -122,6 +139,7 @@ class Cluster:
             name,
             "--delay",
             str(delay),
+            *self.storage_args(name),
         ]
         node = Node(name, argv, f"http://{self.host}:{port}", self.tmp_path / f"{name}.log").start()
         self.secondaries[name] = node

@@ -67,6 +67,7 @@ def test_paging():
 def test_sync_discards_a_conflicting_suffix_and_the_buffer():
     log = FollowerLog()
     log.apply([e(1), e(2), e(3), e(5)])
+    log.mark_durable(3)
     discarded = log.sync(master_epoch=2, keep=2, epoch_start=2)
     assert discarded == [3]
     assert [x.seq for x in log.entries()] == [1, 2]
@@ -79,8 +80,11 @@ def test_sync_epoch_moves_only_once_caught_up_with_the_master():
     log.sync(master_epoch=3, keep=0, epoch_start=3)
     assert log.sync_epoch == 0
     log.apply([e(1, epoch=1), e(2, epoch=1)], master_epoch=3)
+    log.mark_durable(2)
     assert log.sync_epoch == 0
     log.apply([e(3, epoch=3)], master_epoch=3)
+    assert log.sync_epoch == 0  # held, but not on disk yet
+    log.mark_durable(3)
     assert log.sync_epoch == 3
 
 
@@ -106,8 +110,10 @@ def test_entries_the_current_master_created_count_as_caught_up():
     log = FollowerLog()
     log.sync(master_epoch=3, keep=0, epoch_start=120)  # the master opened with 120 entries
     log.apply([e(i, epoch=1) for i in range(1, 121)], master_epoch=3)
+    log.mark_durable(120)
     assert log.sync_epoch == 3  # holds the opening log even before any epoch-3 entry
     log2 = FollowerLog()
     log2.sync(master_epoch=3, keep=0, epoch_start=120)
     log2.apply([e(i, epoch=1) for i in range(1, 100)], master_epoch=3)
+    log2.mark_durable(99)
     assert log2.sync_epoch == 0

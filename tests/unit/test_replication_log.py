@@ -17,9 +17,19 @@ from core import (
 )
 
 
-def make_log(secondaries=("s1", "s2"), expected=2, **kw) -> ReplicationLog:
+class InMemoryLog(ReplicationLog):
+    """A master whose own copy is held as soon as it is appended (an in-memory master,
+    whose store reports every append durable at once). Durability is tested below."""
+
+    def append_batch(self, items):
+        appended = super().append_batch(items)
+        self.mark_durable(self.last_seq)
+        return appended
+
+
+def make_log(secondaries=("s1", "s2"), expected=2, cls=InMemoryLog, **kw) -> ReplicationLog:
     """An open master whose secondaries are connected and healthy at time 0."""
-    log = ReplicationLog(expected_secondaries=expected, **kw)
+    log = cls(expected_secondaries=expected, **kw)
     for name in secondaries:
         log.register(name, f"http://{name}", 0, now=0.0)
         log.stream_opened(name, 0, now=0.0)

@@ -1,0 +1,87 @@
+"""Opening a node's storage at start-up: clear errors, replay warnings, fatal sync failures."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import structlog
+
+from common.config import StorageConfig
+from storage.node_store import NodeStore, StoreError, open_store
+from storage.segments import CorruptLog
+
+log = structlog.get_logger("replog.storage")
+
+# Exit status of a node that refuses to start on its data directory.
+EXIT_STORAGE = 2
+# Exit status after a failed fsync (the kernel may have dropped what it held).
+EXIT_SYNC_FAILED = 70
+
+
+def open_node_store(prog: str, config: StorageConfig, node: str, role: str) -> NodeStore:
+    """The node's store, replayed; exits with a message naming the file when it cannot be used."""
+    try:
+        store = open_store(
+            data_dir=config.data_dir,
+            node=node,
+            role=role,
+            fsync=config.fsync,
+            segment_bytes=config.segment_bytes,
+            repair=config.repair,
+        )
+    except CorruptLog as exc:
+        log.error("log_corrupt", file=str(exc.path), offset=exc.offset, reason=exc.reason)
+        _refuse(
+            prog,
+            f"{exc}. The disk is damaged; start with --repair to truncate the log at "
+            "this record (the rest is then refilled from the other nodes)",
+        )
+    except (StoreError, OSError) as exc:
+        log.error("storage_error", error=str(exc))
+        _refuse(prog, str(exc))
+    replay = store.replay
+    if replay.torn is not None:
+        log.warning(
+            "log_tail_truncated",
+            file=str(replay.torn.path),
+            offset=replay.torn.offset,
+            dropped_bytes=replay.torn.dropped_bytes,
+            reason=replay.torn.reason,
+        )
+    if replay.repaired is not None:
+        log.warning(
+            "log_repaired",
+            file=str(replay.repaired.path),
+            offset=replay.repaired.offset,
+            dropped_bytes=replay.repaired.dropped_bytes,
+            removed_segments=list(replay.repaired.removed),
+            reason=replay.repaired.reason,
+        )
+    log.info(
+        "storage_opened",
+        storage=store.kind,
+        data_dir=None if store.data_dir is None else str(store.data_dir),
+        fsync=config.fsync if store.kind == "disk" else None,
+        last_seq=len(replay.records),
+        incarnation=store.identity.incarnation,
+        new=store.fresh,
+    )
+    store.on_failure = _sync_failed
+    return store
+
+
+def _refuse(prog: str, message: str) -> None:
+    structlog.get_logger("replog").info("exiting", status=EXIT_STORAGE)
+    sys.stdout.flush()
+    print(f"{prog}: {message}", file=sys.stderr)
+    sys.exit(EXIT_STORAGE)
+
+
+def _sync_failed(exc: BaseException) -> None:
+    # Like PostgreSQL after fsyncgate: never retry a failed fsync, never answer
+    # as if it worked. The log on disk is replayed at the next start.
+    log.critical("fsync_failed", error=repr(exc))
+    for handler in (sys.stdout, sys.stderr):
+        handler.flush()
+    os._exit(EXIT_SYNC_FAILED)

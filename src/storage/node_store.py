@@ -1,0 +1,245 @@
+"""A node's storage: its data directory (or memory, with --in-memory).
+
+`<data-dir>/` holds:
+
+- `identity.json`: {"node", "role", "incarnation"}, created with the directory.
+  A new directory (or a wiped one) gets a new random incarnation, which is how
+  the master tells a node that lost its disk from one that did not.
+- `state.json`: small state, replaced atomically (write, fsync, rename, fsync
+  the directory): the cluster this node belongs to, the highest epoch it has
+  seen, and on a secondary its sync epoch.
+- `membership.json` (master): each secondary's id, URL and incarnation.
+- `log/`: the log's segment files (storage.segments).
+
+Durability: `append()` writes to the OS at once; with `fsync="always"` a
+group commit (storage.group_commit) then syncs in the background and reports
+the durable prefix to `on_durable`; with `fsync="never"` (and in memory) an
+entry counts as durable as soon as it is written.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from core.entry import Entry
+from storage.files import FileSystem, OsFileSystem
+from storage.group_commit import GroupCommit
+from storage.segments import DEFAULT_SEGMENT_BYTES, Replay, SegmentLog
+
+FSYNC_MODES = ("always", "never")
+IDENTITY = "identity.json"
+LOG_DIR = "log"
+
+
+class StoreError(Exception):
+    """The data directory cannot be used; the node must not start."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    node: str
+    role: str
+    incarnation: str
+
+
+def new_incarnation() -> str:
+    return secrets.token_hex(8)
+
+
+def _ignore_durable(seq: int) -> None:
+    pass
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+class NodeStore:
+    """The memory-only store; `DiskStore` adds the files."""
+
+    kind = "memory"
+    data_dir: Path | None = None
+
+    def __init__(self, identity: Identity, fresh: bool = True) -> None:
+        self.identity = identity
+        # No identity was found: a new (or wiped) data directory.
+        self.fresh = fresh
+        self.replay = Replay()
+        self.durable_seq = 0
+        self.on_durable: Callable[[int], None] = _ignore_durable
+        self.on_failure: Callable[[BaseException], None] = _raise
+        self._docs: dict[str, dict] = {}
+
+    def load(self, name: str) -> dict | None:
+        return self._docs.get(name)
+
+    def save(self, name: str, doc: dict) -> None:
+        self._docs[name] = dict(doc)
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        if entries:
+            self.durable_seq = entries[-1].seq
+            self.on_durable(self.durable_seq)
+
+    def truncate(self, keep: int) -> None:
+        self.durable_seq = min(self.durable_seq, keep)
+
+    def reset(self, entries: Sequence[Entry]) -> None:
+        self.durable_seq = len(entries)
+
+    def sync_stats(self) -> dict | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class DiskStore(NodeStore):
+    kind = "disk"
+
+    def __init__(
+        self,
+        identity: Identity,
+        fresh: bool,
+        fs: FileSystem,
+        data_dir: Path,
+        log: SegmentLog,
+        fsync: str,
+    ) -> None:
+        super().__init__(identity, fresh)
+        self.fs = fs
+        self.data_dir = data_dir
+        self.log = log
+        self.fsync = fsync
+        self.durable_seq = log.last_seq
+        self._group: GroupCommit | None = None
+
+    def load(self, name: str) -> dict | None:
+        path = self.data_dir / name
+        try:
+            raw = self.fs.read(path)
+        except FileNotFoundError:
+            return None
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise StoreError(f"{path} is damaged: {exc}") from None
+        if not isinstance(doc, dict):
+            raise StoreError(f"{path} is damaged: not a JSON object")
+        return doc
+
+    def save(self, name: str, doc: dict) -> None:
+        self.fs.write_atomic(self.data_dir / name, orjson.dumps(doc))
+
+    def opened(self) -> None:
+        """The log is replayed: from here on appends are synced (with fsync=always)."""
+        self.durable_seq = self.log.last_seq
+        if self.fsync == "always":
+            self._group = GroupCommit(self.log, self._durable, self._failed)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.on_failure(exc)
+
+    def _durable(self, seq: int) -> None:
+        self.durable_seq = seq
+        self.on_durable(seq)
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        self.log.append(entries)
+        if self._group is not None:
+            self._group.request()
+        else:
+            self._durable(self.log.last_seq)
+
+    def truncate(self, keep: int) -> None:
+        self.log.truncate(keep)
+        self.durable_seq = min(self.durable_seq, keep)
+        if self._group is not None:
+            self._group.truncated(keep)
+            self._group.request()
+
+    def reset(self, entries: Sequence[Entry]) -> None:
+        self.log.reset(entries)
+        self.durable_seq = len(entries)
+        if self._group is not None:
+            self._group.truncated(0)
+            self._group.durable_seq = len(entries)
+
+    def sync_stats(self) -> dict | None:
+        return self._group.stats.to_json() if self._group is not None else None
+
+    def close(self) -> None:
+        if self._group is not None:
+            self._group.close()
+        self.log.close()
+
+
+def open_store(
+    *,
+    data_dir: Path | None,
+    node: str,
+    role: str,
+    fsync: str = "always",
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    repair: bool = False,
+    fs: FileSystem | None = None,
+) -> NodeStore:
+    """Open (creating if needed) a node's store and replay its log.
+
+    Raises StoreError (and storage.segments.CorruptLog) when the directory
+    must not be used: another node's, damaged, or a bad record mid-log.
+    """
+    if data_dir is None:
+        return NodeStore(Identity(node, role, new_incarnation()))
+    fs = fs or OsFileSystem()
+    try:
+        fs.make_dir(data_dir)
+    except OSError as exc:
+        raise StoreError(f"cannot create data directory {data_dir}: {exc}") from None
+    identity, fresh = _identity(fs, data_dir, node, role)
+    log = SegmentLog(fs, data_dir / LOG_DIR, segment_bytes)
+    store = DiskStore(identity, fresh, fs, data_dir, log, fsync)
+    store.replay = log.replay(repair=repair)
+    store.opened()
+    return store
+
+
+def _identity(fs: FileSystem, data_dir: Path, node: str, role: str) -> tuple[Identity, bool]:
+    path = data_dir / IDENTITY
+    try:
+        doc = orjson.loads(fs.read(path))
+    except FileNotFoundError:
+        doc = None
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"{path} is damaged: {exc}") from None
+    if doc is None:
+        log_dir = data_dir / LOG_DIR
+        if log_dir.exists() and fs.list_dir(log_dir):
+            raise StoreError(
+                f"{data_dir} holds log segments but no {IDENTITY}: not a replog data "
+                "directory, or a damaged one; move it away to start this node empty"
+            )
+        identity = Identity(node, role, new_incarnation())
+        fs.write_atomic(path, orjson.dumps(_as_doc(identity)))
+        return identity, True
+    if not isinstance(doc, dict) or not all(
+        isinstance(doc.get(k), str) for k in ("node", "role", "incarnation")
+    ):
+        raise StoreError(f"{path} is damaged: expected node, role and incarnation")
+    if doc["node"] != node or doc["role"] != role:
+        raise StoreError(
+            f"{data_dir} belongs to {doc['role']} {doc['node']!r}, not to {role} {node!r}; "
+            "give each node its own --data-dir"
+        )
+    return Identity(doc["node"], doc["role"], doc["incarnation"]), False
+
+
+def _as_doc(identity: Identity) -> dict:
+    return {"node": identity.node, "role": identity.role, "incarnation": identity.incarnation}
