@@ -303,7 +303,9 @@ class MasterNode:
         """A secondary (re)joins. Raises ClusterMismatch for another cluster's node."""
         secondary_id = report.secondary_id
         ours, theirs = self.cluster_id, report.cluster_id
-        if ours is not None and theirs is not None and theirs != ours:
+        # While recovering, the cluster is still to be decided (core.recovery).
+        open_ = self.log.epoch is not None
+        if open_ and ours is not None and theirs is not None and theirs != ours:
             log.error("cluster_mismatch", secondary=secondary_id, cluster=theirs, own=ours)
             raise ClusterMismatch(secondary_id, theirs, ours)
         known = secondary_id in self.links
