@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from common.config import EnvArgumentParser, non_negative_float, port
+from common.config import DATA_ROOT, EnvArgumentParser, non_negative_float, port
 from common.logs import LOG_FORMATS
 
 STOP_GRACE_SECONDS = 5.0
@@ -77,7 +79,9 @@ def build_parser() -> EnvArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="run a local cluster in the foreground (Ctrl-C stops it)",
         description="Start a master and two secondaries (one fast, one slow) as local "
-        "processes, without Docker. Their logs go to stdout; Ctrl-C stops all three.",
+        f"processes, without Docker. Each keeps its log in ./{DATA_ROOT}/<node> (so a "
+        "restart keeps the messages; --fresh starts empty). Their logs go to stdout; "
+        "Ctrl-C stops all three.",
     )
     up.add_argument("--host", default="127.0.0.2", help="address all three nodes listen on")
     up.add_argument(
@@ -92,7 +96,22 @@ def build_parser() -> EnvArgumentParser:
     up.add_argument(
         "--log-format", default="json", choices=LOG_FORMATS, help="log format of the nodes"
     )
+    up.add_argument(
+        "--fresh",
+        action="store_true",
+        help=f"delete the nodes' data under ./{DATA_ROOT}/ first and start an empty cluster "
+        f"(without it, the nodes keep their logs in ./{DATA_ROOT}/<node> across runs)",
+    )
     return parser
+
+
+def wipe_data(specs: list[NodeSpec]) -> None:
+    """`--fresh`: remove each node's default data directory (./replog-data/<name>)."""
+    for spec in specs:
+        path = Path(DATA_ROOT) / spec.name
+        if path.exists():
+            shutil.rmtree(path)
+            print(f"replog up: removed {path}", file=sys.stderr, flush=True)
 
 
 def run_cluster(specs: list[NodeSpec]) -> int:
@@ -136,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "up":
         specs = cluster_specs(args.host, args.port, args.slow_delay, args.log_format)
+        if args.fresh:
+            wipe_data(specs)
         sys.exit(run_cluster(specs))
 
 
