@@ -117,3 +117,30 @@ def test_entries_the_current_master_created_count_as_caught_up():
     log2.apply([e(i, epoch=1) for i in range(1, 100)], master_epoch=3)
     log2.mark_durable(99)
     assert log2.sync_epoch == 0
+
+
+def test_the_durable_prefix_is_what_gets_acknowledged():
+    log = FollowerLog()
+    log.apply([e(1), e(2), e(3)])
+    assert log.contiguous_seq == 3 and log.durable_seq == 0
+    log.mark_durable(2)
+    assert log.durable_seq == 2
+    log.mark_durable(9)  # never beyond what it holds
+    assert log.durable_seq == 3
+
+
+def test_sync_clamps_the_durable_prefix_to_what_is_kept():
+    log = FollowerLog()
+    log.apply([e(1), e(2), e(3)])
+    log.mark_durable(3)
+    log.sync(master_epoch=2, keep=1, epoch_start=1)
+    assert log.durable_seq == 1 and log.contiguous_seq == 1
+
+
+def test_restore_starts_from_the_replayed_log_and_epochs():
+    log = FollowerLog()
+    log.restore([e(1, epoch=1), e(2, epoch=1), e(3, epoch=4)], stream_epoch=4, sync_epoch=4)
+    assert log.contiguous_seq == log.durable_seq == 3
+    assert log.epoch_runs() == [[1, 1], [4, 3]]
+    assert (log.stream_epoch, log.sync_epoch, log.epoch_of(3), log.epoch_of(0)) == (4, 4, 4, 0)
+    assert log.applied_entries(log.apply([e(4, epoch=4)], master_epoch=4)) == [e(4, epoch=4)]

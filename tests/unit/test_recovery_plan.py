@@ -1,6 +1,6 @@
 """Start-up recovery rules of a restarted master (core.recovery)."""
 
-from core import LogReport, Recovery
+from core import LogReport, Recovery, next_epoch
 
 
 def report(name, length=0, last_epoch=0, sync_epoch=0):
@@ -89,3 +89,61 @@ def test_a_fetched_log_must_still_be_the_reported_one():
         check_fetched([Entry(1, 4, None, "a")], reported)  # restarted and emptied meanwhile
     with pytest.raises(FetchError):
         check_fetched([Entry(1, 4, None, "a"), Entry(2, 6, None, "x")], reported)
+
+
+# -- strict recovery (--recover, or a master log cut short by --repair) ----------
+
+
+def member(name, length=0, last_epoch=0, sync_epoch=0, cluster="c1", stream_epoch=0):
+    return LogReport(
+        name, f"http://{name}", length, last_epoch, sync_epoch, stream_epoch, f"{name}-inc", cluster
+    )
+
+
+def test_strict_recovery_waits_for_every_expected_secondary_with_data():
+    recovery = Recovery(strict=True, expected=2)
+    recovery.report(member("s1", 5, 3, 3))
+    recovery.report(member("s2", cluster=None))  # started empty: does not count
+    assert recovery.missing(0) == 1 and recovery.plan(99.0, 10**15, 3) is None
+    recovery.report(member("s2", 4, 3, 3))
+    plan = recovery.plan(0.0, 0, 3)
+    assert plan.source.secondary_id == "s1" and plan.cluster_id == "c1"
+
+
+def test_strict_recovery_reads_no_clock():
+    recovery = Recovery(strict=True, expected=1)
+    recovery.report(member("s1", 5, last_epoch=3, sync_epoch=3, stream_epoch=4))
+    assert recovery.plan(0.0, 10**15, 2).epoch == 5
+    assert recovery.plan(0.0, 0, 2).epoch == 5
+
+
+def test_strict_recovery_refuses_to_mix_clusters():
+    recovery = Recovery(strict=True, expected=2)
+    recovery.report(member("s1", 5, 3, 3, cluster="c1"))
+    recovery.report(member("s2", 5, 3, 3, cluster="c2"))
+    assert recovery.plan(0.0, 0, 3) is None and recovery.conflict == ["c1", "c2"]
+
+
+def test_the_masters_own_repaired_log_competes_and_its_epoch_counts():
+    own = LogReport("master", "", 3, last_epoch=7, sync_epoch=7, stream_epoch=7, cluster_id="c1")
+    longer = Recovery(strict=True, expected=1, own=own)
+    longer.report(member("s1", 6, last_epoch=7, sync_epoch=7))
+    plan = longer.plan(0.0, 0, 2)
+    assert plan.source.secondary_id == "s1" and plan.epoch == 8
+    behind = Recovery(strict=True, expected=1, own=own)
+    behind.report(member("s1", 9, last_epoch=5, sync_epoch=5))  # never caught up with epoch 7
+    plan = behind.plan(0.0, 0, 2)
+    assert plan.source is None and plan.cluster_id == "c1"  # keep its own log
+
+
+def test_an_empty_own_log_does_not_impose_its_cluster():
+    own = LogReport("master", "", 0, 0, 1, 1, cluster_id="mistake")
+    recovery = Recovery(strict=True, expected=1, own=own)
+    recovery.report(member("s1", 4, 2, 2, cluster="c1"))
+    plan = recovery.plan(0.0, 0, 2)
+    assert plan.cluster_id == "c1" and plan.source.secondary_id == "s1"
+
+
+def test_next_epoch_is_above_everything_seen():
+    assert next_epoch() == 1
+    assert next_epoch(4, 9, 2) == 10

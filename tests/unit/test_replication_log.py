@@ -393,3 +393,92 @@ def test_current_status_is_judged_at_the_time_asked():
     log.stream_opened("s1", 0, now=10.0)  # a new stream: heard from just now
     assert log.current_status("s1", 10.1) == HEALTHY
     assert log.progress("s1").status == UNHEALTHY  # until the monitor's next pass
+
+
+# -- the master's own durability ------------------------------------------------
+
+
+def test_the_master_counts_as_a_holder_only_once_its_copy_is_durable():
+    log = make_log(cls=ReplicationLog)
+    seq = log.append("m", None).entry.seq
+    assert log.acks(seq) == 0 and log.ack_set(seq) == ()
+    assert log.wait_for("w1", seq, 1) is None  # w=1 waits for the master's own sync
+    (done,) = log.mark_durable(seq)
+    assert done.token == "w1" and done.acked_by == (MASTER,)
+
+
+def test_secondaries_alone_never_satisfy_a_write_the_master_has_not_synced():
+    log = make_log(cls=ReplicationLog)
+    seq = log.append("m", None).entry.seq
+    for name in ("s1", "s2"):
+        log.next_batch(name)
+    assert log.wait_for("w2", seq, 2) is None
+    assert log.record_ack("s1", seq, now=0.1) == []
+    assert log.record_ack("s2", seq, now=0.1) == []  # 2 holders, but not the master
+    assert log.ack_set(seq) == ("s1", "s2")
+    (done,) = log.mark_durable(seq)
+    assert done.acked_by == (MASTER, "s1", "s2")
+
+
+def test_a_duplicate_of_an_entry_not_yet_durable_waits_too():
+    log = make_log(cls=ReplicationLog)
+    first = log.append("m", "k")
+    again = log.append("m", "k")
+    assert again.duplicate and log.wait_for("retry", again.entry.seq, 1) is None
+    assert [s.token for s in log.mark_durable(first.entry.seq)] == ["retry"]
+
+
+def test_mark_durable_never_goes_back_or_beyond_the_log():
+    log = make_log(cls=ReplicationLog)
+    log.append("a", None)
+    log.mark_durable(5)
+    assert log.durable_seq == 1
+    log.mark_durable(0)
+    assert log.durable_seq == 1
+
+
+def test_a_stream_counts_only_the_durable_part_of_what_the_secondary_keeps():
+    log = make_log(cls=ReplicationLog)
+    for i in range(3):
+        log.append(f"m{i}", None)
+    log.mark_durable(3)
+    log.stream_opened("s1", keep=3, now=1.0, durable=1)
+    assert log.progress("s1").acked_seq == 1 and log.progress("s1").sent_seq == 3
+
+
+def test_a_new_incarnation_counts_as_holding_nothing():
+    log = make_log()
+    for name in ("s1", "s2"):
+        log.register(name, f"http://{name}", 0, now=0.0, incarnation=f"{name}-a")
+        log.stream_opened(name, 0, now=0.0)
+    seq = log.append("m", None).entry.seq
+    log.next_batch("s1")
+    log.record_ack("s1", seq, now=0.1)
+    assert "s1" in log.ack_set(seq)
+    # Same incarnation, reporting what it holds: still counted.
+    assert log.register("s1", "http://s1", seq, now=0.2, incarnation="s1-a") is False
+    assert log.progress("s1").acked_seq == seq
+    # New incarnation (its disk was wiped), whatever it claims: counted as empty.
+    assert log.register("s1", "http://s1", seq, now=0.3, incarnation="s1-b") is True
+    assert log.progress("s1").acked_seq == 0 and "s1" not in log.ack_set(seq)
+
+
+def test_membership_is_restored_and_counts_for_cluster_size():
+    log = ReplicationLog(expected_secondaries=0)
+    log.restore_member("s1", "http://s1", "a")
+    log.restore_member("s2", "http://s2", "b")
+    assert log.cluster_size == 3 and not log.quorum  # known, not heard from
+    assert log.membership() == [
+        {"id": "s1", "url": "http://s1", "incarnation": "a"},
+        {"id": "s2", "url": "http://s2", "incarnation": "b"},
+    ]
+
+
+def test_adopt_takes_replayed_records_and_rebuilds_the_idempotency_index():
+    log = ReplicationLog(epoch=None)
+    log.adopt([[1, 3, "a", "x"], [2, 3, None, "y"], [3, 5, 7, "z"]], epoch=6)
+    assert log.epoch == 6 and log.durable_seq == 3 and log.epoch_start == 3
+    assert [log.epoch_at(s) for s in (1, 2, 3)] == [3, 3, 5]
+    assert log.append("x", "a").duplicate and log.append("z", 7).entry.seq == 3
+    with pytest.raises(ValueError):
+        ReplicationLog().adopt([[2, 1, None, "gap"]], epoch=2)
