@@ -109,13 +109,18 @@ def add_env_flag(parser: EnvArgumentParser, flag: str, *, env: str, help: str) -
     parser.add_argument(flag, action="store_true", default=default, help=f"{help} [env: ${env}]")
 
 
-def add_storage_arguments(parser: EnvArgumentParser, default_dir: str) -> None:
+# The secondary's default data directory, until its --id is known.
+DATA_DIR_BY_ID = Path(DATA_ROOT) / "<id>"
+
+
+def add_storage_arguments(parser: EnvArgumentParser, node_id: str | None = None) -> None:
+    """The storage flags; `node_id` names the default directory (None: the --id given)."""
     parser.add_env_argument(
         "--data-dir",
         env=["REPLOG_DATA_DIR"],
-        default=None,
+        default=Path(DATA_ROOT) / node_id if node_id else DATA_DIR_BY_ID,
         type=Path,
-        help=f"directory for this node's log and state [default: {default_dir}]",
+        help="directory for this node's log and state, relative to the working directory",
     )
     add_env_flag(
         parser,
@@ -148,7 +153,11 @@ def add_storage_arguments(parser: EnvArgumentParser, default_dir: str) -> None:
 
 
 def storage_config(args: argparse.Namespace, node_id: str) -> StorageConfig:
-    data_dir = None if args.in_memory else (args.data_dir or Path(DATA_ROOT) / node_id)
+    data_dir = args.data_dir
+    if data_dir == DATA_DIR_BY_ID:
+        data_dir = Path(DATA_ROOT) / node_id
+    if args.in_memory:
+        data_dir = None
     return StorageConfig(
         data_dir=data_dir,
         fsync=args.fsync,

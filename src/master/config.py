@@ -119,7 +119,7 @@ def build_parser() -> EnvArgumentParser:
         help="in-memory master only: after a restart, once a majority has reported its "
         "log, how long to wait for the other secondaries before adopting the best log",
     )
-    add_storage_arguments(parser, "./replog-data/master")
+    add_storage_arguments(parser, "master")
     add_env_flag(
         parser,
         "--recover",

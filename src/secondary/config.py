@@ -114,7 +114,7 @@ def build_parser() -> EnvArgumentParser:
         help="drop the replication stream and register again after this many seconds "
         "without a message (batch or heartbeat) from the master",
     )
-    add_storage_arguments(parser, "./replog-data/<id>")
+    add_storage_arguments(parser)
     parser.add_log_format()
     return parser
 
