@@ -353,25 +353,32 @@ class SegmentLog:
                 self._current = None
             self.fs.remove(self._path(first))
         if self._segments:
-            first = self._segments[-1]
-            path = self._path(first)
-            offset = self._offset_of(path, keep + 1 - first)
+            path = self._path(self._segments[-1])
+            offset, kept = self._cut_point(path, keep)
             if self._current is not None:
                 self._retire(self._current)
             self._current = self.fs.open_append(path)
             self._current.truncate(offset)
+            if kept:
+                # `keep` fell inside a record: write its first entries back as one.
+                self._current.append(encode([Entry(*item) for item in kept]))
             self._current.sync()
         self.fs.sync_dir(self.directory)
         self.last_seq = keep
 
-    def _offset_of(self, path: Path, index: int) -> int:
-        """Byte offset of the `index`-th record (0-based) of a segment."""
+    def _cut_point(self, path: Path, keep: int) -> tuple[int, list[list]]:
+        """Where to cut a segment so that it ends at seq `keep`: the offset of the
+        record holding keep+1, and that record's entries up to `keep`."""
         data = self.fs.read(path)
         offset = 0
-        for _ in range(index):
+        while offset < len(data):
             length, _crc = HEADER.unpack_from(data, offset)
-            offset += HEADER.size + length
-        return offset
+            end = offset + HEADER.size + length
+            record = orjson.loads(b"[" + data[offset + HEADER.size : end] + b"]")
+            if record[-1][0] > keep:
+                return offset, [item for item in record if item[0] <= keep]
+            offset = end
+        return offset, []
 
     def reset(self, entries: Sequence[Entry]) -> None:
         """Replace the whole log with `entries`, durably (a master adopting a log)."""
