@@ -15,7 +15,8 @@ log = structlog.get_logger("replog.storage")
 
 # Exit status of a node that refuses to start on its data directory.
 EXIT_STORAGE = 2
-# Exit status after a failed fsync (the kernel may have dropped what it held).
+# Exit status after a failed write or fsync of the log (the kernel may have dropped
+# what it held, or the disk is full): the node stops and replays its disk at restart.
 EXIT_SYNC_FAILED = 70
 
 
@@ -81,7 +82,7 @@ def _refuse(prog: str, message: str) -> None:
 def _sync_failed(exc: BaseException) -> None:
     # Like PostgreSQL after fsyncgate: never retry a failed fsync, never answer
     # as if it worked. The log on disk is replayed at the next start.
-    log.critical("fsync_failed", error=repr(exc))
+    log.critical("storage_write_failed", error=repr(exc))
     for handler in (sys.stdout, sys.stderr):
         handler.flush()
     os._exit(EXIT_SYNC_FAILED)

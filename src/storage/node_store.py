@@ -152,7 +152,13 @@ class DiskStore(NodeStore):
     def append(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
-        self.log.append(entries)
+        try:
+            self.log.append(entries)
+        except OSError as exc:
+            # Disk full or failing: the log in memory is now ahead of the disk.
+            # Crash-only: stop, and replay what is on disk at the next start.
+            self._failed(exc)
+            raise
         if self._group is not None:
             self._group.request()
         else:
