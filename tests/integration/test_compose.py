@@ -3,7 +3,7 @@
 No container engine is needed: the test reads docker-compose.yml and runs each
 service's `command` with its `environment` as a local process, so the console
 scripts and the variables are exactly the ones the containers get. Only the
-network differs, and it is mapped like this:
+network and the disk differ, and they are mapped like this:
 
 * each service gets its own loopback address (support.cluster.next_host()) and
   listens there on its fixed compose port (REPLOG_PORT 5000/5001/5002), so those
@@ -11,6 +11,14 @@ network differs, and it is mapped like this:
 * REPLOG_HOST=0.0.0.0 becomes that address;
 * a service name in a URL becomes that service's address
   (http://master:5000 -> http://127.0.x.y:5000), as Docker's DNS would resolve it;
+* each named volume becomes a directory of its own under pytest's tmp_path
+  (tmp_path/volumes/<volume name>), and a REPLOG_DATA_DIR equal to (or inside) a
+  volume's mount target in that service becomes the same place in that directory
+  (master: REPLOG_DATA_DIR=/data, master-data mounted at /data ->
+  tmp_path/volumes/master-data), as the container would see the volume. A
+  REPLOG_DATA_DIR outside every volume (or none) fails the test instead of writing
+  to that path on the host, and the processes run in tmp_path, so nothing they
+  write lands in the repository;
 * the process environment holds no replog variable from the caller's shell, as
   a container does not inherit it.
 
@@ -29,7 +37,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -74,6 +82,44 @@ def environment(spec: dict[str, Any]) -> dict[str, str]:
     if isinstance(env, list):  # the KEY=VALUE list form
         env = dict(item.split("=", 1) for item in env)
     return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def mounts(spec: dict[str, Any]) -> list[tuple[str, str | None, str]]:
+    """The service's `volumes` entries as (type, source, target), short or long form."""
+    out = []
+    for raw in spec.get("volumes", []):
+        if isinstance(raw, dict):
+            out.append((raw.get("type", "volume"), raw.get("source"), raw["target"]))
+            continue
+        parts = str(raw).split(":")
+        if len(parts) == 1:  # "/path": an anonymous volume
+            out.append(("volume", None, parts[0]))
+            continue
+        source, target = parts[0], parts[1]
+        if source.startswith(("/", ".", "~")):
+            out.append(("bind", source, target))
+        else:
+            out.append(("volume", source, target))
+    return out
+
+
+def named_volumes(spec: dict[str, Any]) -> dict[str, str]:
+    """Mount target -> named volume, for the service's named-volume mounts."""
+    return {
+        target: source
+        for kind, source, target in mounts(spec)
+        if kind == "volume" and source is not None
+    }
+
+
+def volume_path(value: str, spec: dict[str, Any]) -> tuple[str, PurePosixPath] | None:
+    """The named volume holding container path `value`, and the path inside it."""
+    path = PurePosixPath(value)
+    for target, volume in named_volumes(spec).items():
+        root = PurePosixPath(target)
+        if path == root or root in path.parents:
+            return volume, path.relative_to(root)
+    return None
 
 
 def published_ports(spec: dict[str, Any]) -> list[tuple[str, int, int]]:
@@ -127,8 +173,24 @@ def localize(value: str, addresses: dict[str, str]) -> str:
     return value
 
 
+def local_data_dir(name: str, value: str, volume_dirs: dict[str, Path]) -> str:
+    """REPLOG_DATA_DIR inside a volume -> the same place in that volume's local directory."""
+    found = volume_path(value, service(name))
+    if found is None:
+        pytest.fail(
+            f"{name}: REPLOG_DATA_DIR={value!r} is in no named volume of the service: in the "
+            "container the log would go with the container (and here to that host path)"
+        )
+    volume, inside = found
+    return str(volume_dirs[volume] / inside)
+
+
 def local_node(
-    name: str, addresses: dict[str, str], log_dir: Path, overrides: dict[str, str]
+    name: str,
+    addresses: dict[str, str],
+    volume_dirs: dict[str, Path],
+    log_dir: Path,
+    overrides: dict[str, str],
 ) -> Node:
     spec = service(name)
     script, *args = command(spec)
@@ -139,9 +201,12 @@ def local_node(
         if key == "REPLOG_HOST":
             assert value == "0.0.0.0", f"{name} should listen on all interfaces in its container"
             env[key] = addresses[name]
+        elif key == "REPLOG_DATA_DIR":
+            env[key] = local_data_dir(name, value, volume_dirs)
         else:
             env[key] = localize(value, addresses)
     env.update(overrides)
+    assert "REPLOG_DATA_DIR" in env, f"{name}: no REPLOG_DATA_DIR; its log would not be in a volume"
     port = int(env["REPLOG_PORT"])
     return Node(
         name,
@@ -157,14 +222,20 @@ def compose_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """Every compose service as a local process, started together in file order."""
     for name in all_env_names():  # a container does not inherit the caller's shell
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # whatever a node writes by a relative path stays in tmp
     services = list(compose()["services"])
     addresses = {
         name: address_with_free_port(int(environment(service(name))["REPLOG_PORT"]))
         for name in services
     }
+    # Like `docker compose up` creating each named volume: empty, and the service's own.
+    volume_dirs = {volume: tmp_path / "volumes" / volume for volume in compose()["volumes"]}
+    for directory in volume_dirs.values():
+        directory.mkdir(parents=True)
     overrides = {"secondary_slow": {"SECONDARY_DELAY": str(SLOW_DELAY)}}
     nodes = {
-        name: local_node(name, addresses, tmp_path, overrides.get(name, {})) for name in services
+        name: local_node(name, addresses, volume_dirs, tmp_path, overrides.get(name, {}))
+        for name in services
     }
     try:
         # Like `docker compose up`: no waiting between services (depends_on has no
@@ -188,7 +259,9 @@ def healthcheck_argv(name: str, address: str) -> list[str]:
     return [sys.executable, *(arg.replace("127.0.0.1", address) for arg in args)]
 
 
-def test_compose_services_form_a_working_cluster(compose_cluster: dict[str, Node]) -> None:
+def test_compose_services_form_a_working_cluster(
+    compose_cluster: dict[str, Node], tmp_path: Path
+) -> None:
     master = compose_cluster["master"]
     fast = compose_cluster["secondary"]
     slow = compose_cluster["secondary_slow"]
@@ -200,6 +273,17 @@ def test_compose_services_form_a_working_cluster(compose_cluster: dict[str, Node
 
     health = wait_until(both_registered, timeout=10, what="both secondaries healthy on the master")
     assert health["cluster_size"] == 3  # REPLOG_SECONDARIES=2 reached the master
+    # REPLOG_DATA_DIR reached every node: each keeps its log on disk, in its own volume
+    # (here a directory under tmp_path, not /data or the repository).
+    data_dirs = set()
+    for name, node in compose_cluster.items():
+        node_health = node.health()
+        assert node_health["storage"] == "disk", name
+        data_dir = Path(node_health["data_dir"])
+        assert data_dir == Path(node.env["REPLOG_DATA_DIR"]), name
+        assert data_dir.is_absolute() and data_dir.is_relative_to(tmp_path / "volumes"), name
+        data_dirs.add(data_dir)
+    assert len(data_dirs) == len(compose_cluster)
     # The master dials each secondary at its SECONDARY_ADVERTISE_URL.
     assert {s["id"]: s["url"] for s in health["secondaries"]} == {
         "secondary": fast.url,
@@ -245,12 +329,54 @@ def test_compose_services_form_a_working_cluster(compose_cluster: dict[str, Node
             what=f"{name}'s healthcheck",
         )
 
+    # Restart the master's process on the same data directory (as `docker compose
+    # restart master` does on the same volume): it opens with its own log.
+    cluster_id = master.health()["cluster_id"]
+    assert master.stop() == 0
+    master.start()
+    wait_until(lambda: master.health(), timeout=15, what="the restarted master serving")
+    assert master.messages() == log
+    health = master.health()
+    assert health["storage"] == "disk" and health["data_dir"] == master.env["REPLOG_DATA_DIR"]
+    assert health["cluster_id"] == cluster_id  # the same cluster, not a new empty one
+    # The secondaries reattach, and writes carry on after what was there.
+    wait_until(both_registered, timeout=15, what="both secondaries back on the restarted master")
+    resp = http.post(master.url + "/", {"message": "after restart", "w": 2, "id": "c3"})
+    assert resp.status == 201, resp
+    log = master.messages()
+    assert [m["message"] for m in log] == ["hello compose", "all three", "after restart"]
+    assert fast.messages() == log
+
 
 def test_compose_healthchecks_fail_when_the_node_is_down() -> None:
     host = address_with_free_port(5000)
     for name in SERVICES:
         argv = healthcheck_argv(name, host)
         assert subprocess.run(argv, capture_output=True, timeout=30).returncode != 0, name
+
+
+def test_compose_gives_each_service_a_named_volume_at_its_data_dir() -> None:
+    declared = compose().get("volumes") or {}
+    owners: dict[str, str] = {}
+    for name in SERVICES:
+        spec = service(name)
+        data_dir = environment(spec).get("REPLOG_DATA_DIR")
+        assert data_dir, f"{name}: no REPLOG_DATA_DIR, so its log is not in a volume"
+        assert PurePosixPath(data_dir).is_absolute(), name
+        assert "REPLOG_IN_MEMORY" not in environment(spec), f"{name}: its log must be on disk"
+        # Its REPLOG_DATA_DIR is where a named volume of its own is mounted.
+        assert named_volumes(spec).get(data_dir) is not None, (
+            f"{name}: no named volume mounted at REPLOG_DATA_DIR={data_dir}: {mounts(spec)}"
+        )
+        volume = named_volumes(spec)[data_dir]
+        assert volume in declared, f"{name}: volume {volume!r} not in the top-level volumes:"
+        assert volume_path(data_dir, spec) == (volume, PurePosixPath("."))
+        for other_volume in named_volumes(spec).values():
+            assert other_volume not in owners, (
+                f"{name} and {owners[other_volume]} share volume {other_volume!r}"
+            )
+            owners[other_volume] = name
+    assert set(owners) == set(declared), "every declared volume belongs to one service"
 
 
 def test_compose_publishes_the_documented_ports() -> None:
@@ -296,6 +422,16 @@ def test_dockerfile_installs_the_project_for_every_service() -> None:
     assert instructions[0] == "FROM python:3.11-slim"
     assert re.search(r"^RUN pip install --no-cache-dir \.(\s|$)", dockerfile, re.MULTILINE)
     assert "[test]" not in dockerfile and "pytest" not in dockerfile  # no dev dependencies
+    # Each volume's mount point exists in the image, owned by the user the container
+    # runs as: Docker copies it (ownership too) into an empty named volume, so the
+    # node can write its data directory there.
+    (user,) = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
+    for name in SERVICES:
+        for target in named_volumes(service(name)):
+            made = rf"install -d -o {user[0]} -g {user[1]}( -m 07[0-7]{{2}})? {re.escape(target)}"
+            assert re.search(rf"{made}(\s|$)", dockerfile), (
+                f"{name}: {target} not made for the user"
+            )
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     builds = set()
