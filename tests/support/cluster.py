@@ -38,8 +38,13 @@ class Node:
 
     def start(self) -> Node:
         log = self.log_path.open("ab")
+        # In the test's own directory: a node's default ./replog-data lands there too.
         self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            cwd=self.log_path.parent,
         )
         log.close()
         return self
