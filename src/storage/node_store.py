@@ -226,8 +226,11 @@ def _identity(fs: FileSystem, data_dir: Path, node: str, role: str) -> tuple[Ide
     except orjson.JSONDecodeError as exc:
         raise StoreError(f"{path} is damaged: {exc}") from None
     if doc is None:
-        log_dir = data_dir / LOG_DIR
-        if log_dir.exists() and fs.list_dir(log_dir):
+        try:
+            has_log = bool(fs.list_dir(data_dir / LOG_DIR))
+        except FileNotFoundError:
+            has_log = False
+        if has_log:
             raise StoreError(
                 f"{data_dir} holds log segments but no {IDENTITY}: not a replog data "
                 "directory, or a damaged one; move it away to start this node empty"

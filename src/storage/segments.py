@@ -297,7 +297,12 @@ class SegmentLog:
 
     def _roll(self, first_seq: int) -> None:
         if self._current is not None:
-            # Still to be synced if dirty; closed once no sync can be using it.
+            # This segment, whole and named, is on disk before the next one can be:
+            # a later segment that outlived a crash which cut this one short (or
+            # lost its name) would be taken for damage. One sync per segment.
+            self._current.sync()
+            self.fs.sync_dir(self.directory)
+            # Closed once no sync can be using it.
             self._retire(self._current)
         self._current = self.fs.open_append(self._path(first_seq))
         self._segments.append(first_seq)
@@ -345,31 +350,36 @@ class SegmentLog:
             return
         keep = max(keep, 0)
         self.generation += 1
-        # Segments that start after `keep` go whole.
+        # Segments that start after `keep` go whole, newest first, each removal
+        # durable before the next change (a crash must not leave a gap).
         while self._segments and self._segments[-1] > keep:
             first = self._segments.pop()
             if self._current is not None:
                 self._retire(self._current)
                 self._current = None
             self.fs.remove(self._path(first))
+            self.fs.sync_dir(self.directory)
         if self._segments:
             path = self._path(self._segments[-1])
-            offset, kept = self._cut_point(path, keep)
+            data = self.fs.read(path)
+            offset, kept = self._cut_point(data, keep)
             if self._current is not None:
                 self._retire(self._current)
-            self._current = self.fs.open_append(path)
-            self._current.truncate(offset)
             if kept:
-                # `keep` fell inside a record: write its first entries back as one.
-                self._current.append(encode([Entry(*item) for item in kept]))
-            self._current.sync()
+                # `keep` fell inside a record: rewrite the segment with its first
+                # entries as one record, atomically (a cut-then-append could lose them).
+                self.fs.write_atomic(path, data[:offset] + encode([Entry(*item) for item in kept]))
+                self._current = self.fs.open_append(path)
+            else:
+                self._current = self.fs.open_append(path)
+                self._current.truncate(offset)
+                self._current.sync()
         self.fs.sync_dir(self.directory)
         self.last_seq = keep
 
-    def _cut_point(self, path: Path, keep: int) -> tuple[int, list[list]]:
+    def _cut_point(self, data: bytes, keep: int) -> tuple[int, list[list]]:
         """Where to cut a segment so that it ends at seq `keep`: the offset of the
         record holding keep+1, and that record's entries up to `keep`."""
-        data = self.fs.read(path)
         offset = 0
         while offset < len(data):
             length, _crc = HEADER.unpack_from(data, offset)
