@@ -62,10 +62,11 @@ class GroupCommit:
         self._on_failure = on_failure
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replog-sync")
         self._inflight = False
+        self._closed = False
 
     def request(self) -> None:
         """Something was appended: make it durable as soon as possible."""
-        if not self._inflight and self.log.last_seq > self.durable_seq:
+        if not (self._inflight or self._closed) and self.log.last_seq > self.durable_seq:
             self._start()
 
     def truncated(self, keep: int) -> None:
@@ -97,4 +98,6 @@ class GroupCommit:
         self.request()
 
     def close(self) -> None:
+        """Stop syncing (a sync under way finishes; nothing new starts)."""
+        self._closed = True
         self._executor.shutdown(wait=True)

@@ -221,6 +221,8 @@ class SegmentLog:
 
     def _replay(self, repair: bool) -> Replay:
         self.fs.make_dir(self.directory)
+        # The log directory's own name must survive a power cut too.
+        self.fs.sync_dir(self.directory.parent)
         names = [n for n in self.fs.list_dir(self.directory) if n.endswith(SUFFIX)]
         firsts = sorted(int(n[: -len(SUFFIX)]) for n in names if n[: -len(SUFFIX)].isdigit())
         result = Replay()
