@@ -1,21 +1,34 @@
 """replog's benchmark: `make bench` (or `python -m bench`).
 
-Starts a local cluster (master + 2 secondaries, no delay) and a minimal Tornado
+Starts local clusters (master + 2 secondaries, no delay) and a minimal Tornado
 server (the ceiling) as separate processes, drives them with the load
-generator (another process), and measures:
+generator (another process), and measures, for both storage modes in the same
+run (in-memory: `--in-memory` on every node; durable: `--data-dir` under a
+fresh temporary directory per cluster, `--fsync always`):
 
 - writes/s and latency p50/p90/p99 for w=1, 2, 3 and "majority" at 1 and 16
-  clients, each also as a ratio to the ceiling measured in the same run;
-- batch append (100 messages per request) at w=3;
+  clients, each also as a ratio to the ceiling measured in the same run, and
+  durable as a ratio to in-memory;
+- batch append (100 messages per request) at w=3, 16 clients;
+- for durable runs at 16 clients: each node's fdatasync count, entries per
+  sync and sync latency (from /health "sync", read before and after the run).
+
+The two clusters run side by side and their runs alternate, so drift of this
+machine's speed hits both alike. Then, on durable clusters:
+
 - GET / on the master and a secondary with 10,000 and 100,000 messages, and a
   page of 1,000 from the middle of 100,000;
 - a fresh secondary's catch-up time for 100,000 messages;
 - the master's resident memory per message (RSS growth from 10,000 to 100,000
-  messages of 100 bytes).
+  messages of 100 bytes);
+- restart: a node holding 1,000,000 messages of 100 bytes, killed with SIGKILL
+  and started on its data directory, timed until it serves the last message
+  (bench.restart), including the worst case of one log record per entry.
 
-After every load run it checks that every node holds exactly the acknowledged
-writes, in the same order: a fast wrong answer is a failure (exit code 1).
-Prints a table and writes JSON to bench/results/.
+After every load run it checks that every node durably holds exactly the
+acknowledged writes, each at the seq its answer named, in the same order: a
+fast wrong answer is a failure (exit code 1). Prints tables and writes JSON
+to bench/results/.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -31,133 +45,72 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.request import Request, urlopen
+from urllib.request import urlopen
 
-from chaos.cluster import free_port as chaos_free_port
+from bench import restart
+from bench.cluster import (
+    DURABLE,
+    HOST,
+    MEMORY,
+    STORAGE_LABEL,
+    STORAGES,
+    BenchFailure,
+    Cluster,
+    Proc,
+    filesystem_of,
+    free_port,
+    http_json,
+    wait_for,
+)
 
-BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.5"
+W_VALUES: tuple[object, ...] = (1, 2, 3, "majority")
+CLIENTS = (1, 16)
+# The issue's targets, checked in the comparison table.
+TARGET_WRITES_RATIO = 0.9
+TARGET_P50_DIFF_MS = 0.5
+TARGET_BATCH_MSGS = 50_000
+TARGET_RESTART_S = 3.0
+TARGET_RESTART_MESSAGES = 1_000_000
+
+_started = time.monotonic()
 
 
-class BenchFailure(Exception):
-    pass
-
-
-def free_port(host: str = HOST) -> int:
-    return chaos_free_port(host)
-
-
-def http_json(method: str, url: str, body: object = None, timeout: float = 60) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        time.sleep(0.01)
-    raise BenchFailure(f"timed out waiting for {what}")
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    url: str
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise BenchFailure("no VmRSS")
-
-
-@dataclass
-class Cluster:
-    workdir: Path
-    procs: list[Proc] = field(default_factory=list)
-
-    def start(self, name: str, argv: list[str]) -> Proc:
-        log = (self.workdir / f"{name}.log").open("wb")
-        popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        port = argv[argv.index("--port") + 1]
-        proc = Proc(name, popen, f"http://{HOST}:{port}")
-        self.procs.append(proc)
-        return proc
-
-    def master(self, expected: int) -> Proc:
-        port = free_port()
-        argv = [
-            str(BIN / "replog-master"),
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--secondaries",
-            str(expected),
-        ]
-        return self.start("master", argv)
-
-    def secondary(self, name: str, master: Proc) -> Proc:
-        port = free_port()
-        argv = [
-            str(BIN / "replog-secondary"),
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--master",
-            master.url,
-            "--id",
-            name,
-        ]
-        return self.start(name, argv)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.popen.terminate()
-        for proc in self.procs:
-            try:
-                proc.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
+def progress(text: str) -> None:
+    print(f"[{time.monotonic() - _started:6.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 @contextmanager
-def cluster_of(workdir: Path, secondaries: int):  # type: ignore[no-untyped-def]
-    workdir.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(workdir)
+def cluster_of(workdir: Path, secondaries: int, storage: str, report: dict):  # type: ignore[no-untyped-def]
+    cluster = Cluster(workdir, storage)
     try:
         master = cluster.master(secondaries)
         nodes = [cluster.secondary(f"s{i + 1}", master) for i in range(secondaries)]
-        wait_for(
-            lambda: (
-                http_json("GET", master.url + "/health")["status"] == "ok"
-                and all(
-                    s["status"] == "healthy"
-                    for s in http_json("GET", master.url + "/health")["secondaries"]
-                )
-                and len(http_json("GET", master.url + "/health")["secondaries"]) == secondaries
-            ),
-            what="cluster up",
-        )
+
+        def up() -> bool:
+            health = http_json("GET", master.url + "/health")
+            return (
+                health["status"] == "ok"
+                and len(health["secondaries"]) == secondaries
+                and all(s["status"] == "healthy" for s in health["secondaries"])
+            )
+
+        wait_for(up, what=f"{workdir.name} cluster up")
+        for proc in (master, *nodes):
+            if http_json("GET", proc.url + "/health")["storage"] != (
+                "memory" if storage == MEMORY else "disk"
+            ):
+                raise BenchFailure(f"{workdir.name}/{proc.name} does not use {storage} storage")
         yield cluster, master, nodes
     finally:
         cluster.stop()
+        note_node_logs(report, workdir.name, cluster.log_issues(), cluster.crashed)
+
+
+def note_node_logs(report: dict, where: str, issues: list[dict], crashed: list[str]) -> None:
+    report["node_log_issues"].extend({"cluster": where, **issue} for issue in issues)
+    report["crashed"].extend(f"{where}/{c}" for c in crashed)
 
 
 def load(
@@ -205,23 +158,44 @@ def all_messages(url: str) -> list[dict]:
             return messages
 
 
-def verify(master: Proc, nodes: list[Proc], acked_ids: set[str]) -> None:
-    """Every node holds exactly the acknowledged writes, in the same order."""
+def acked_of(result: dict) -> dict[str, int]:
+    """id -> seq of every acknowledged write of a load run (removed from `result`)."""
+    acked: dict[str, int] = {}
+    for answer in result.pop("acked", []):
+        if "seqs" in answer:
+            ids, seqs = answer["sent_ids"], answer["seqs"]
+            if len(ids) != len(seqs) or answer.get("duplicates"):
+                raise BenchFailure(f"batch answer does not match its request: {answer}")
+            acked.update(zip(ids, seqs, strict=True))
+        else:
+            if answer.get("duplicate"):
+                raise BenchFailure(f"a unique id was answered as a duplicate: {answer}")
+            acked[answer["id"]] = answer["seq"]
+    return acked
+
+
+def verify(master: Proc, nodes: list[Proc], acked: dict[str, int]) -> None:
+    """Every node durably holds exactly the acknowledged writes, at their seqs, in order."""
     expected = all_messages(master.url)
     ids = [m["id"] for m in expected]
     if len(ids) != len(set(ids)):
         raise BenchFailure("duplicate ids in the master's log")
-    if set(ids) != acked_ids:
+    if set(ids) != acked.keys():
         raise BenchFailure(
-            f"master log differs from acknowledged writes: {len(set(ids) - acked_ids)} "
-            f"unacknowledged, {len(acked_ids - set(ids))} missing"
+            f"master log differs from acknowledged writes: {len(set(ids) - acked.keys())} "
+            f"unacknowledged, {len(acked.keys() - set(ids))} missing"
         )
     if [m["seq"] for m in expected] != list(range(1, len(expected) + 1)):
         raise BenchFailure("the master's log has gaps")
+    moved = [m for m in expected if acked[m["id"]] != m["seq"]]
+    if moved:
+        raise BenchFailure(f"{len(moved)} writes are not at the seq their answer named")
+    if http_json("GET", master.url + "/health")["durable_seq"] < len(expected):
+        raise BenchFailure("the master has not synced every acknowledged write")
     for node in nodes:
         wait_for(
             lambda node=node: (
-                http_json("GET", node.url + "/health")["contiguous_seq"] >= len(expected)
+                http_json("GET", node.url + "/health")["durable_seq"] >= len(expected)
             ),
             what=f"{node.name} converged",
         )
@@ -229,21 +203,63 @@ def verify(master: Proc, nodes: list[Proc], acked_ids: set[str]) -> None:
             raise BenchFailure(f"{node.name} differs from the master")
 
 
+def sync_snapshot(procs: list[Proc]) -> dict:
+    return {p.name: http_json("GET", p.url + "/health")["sync"] for p in procs}
+
+
+def sync_delta(before: dict, after: dict) -> dict:
+    """Syncs and entries during a run; latency percentiles as the node reports them after it."""
+    out = {}
+    for name, end in after.items():
+        start = before[name]
+        syncs = end["syncs"] - start["syncs"]
+        entries = end["synced_entries"] - start["synced_entries"]
+        out[name] = {
+            "syncs": syncs,
+            "synced_entries": entries,
+            "entries_per_sync": round(entries / syncs, 2) if syncs else None,
+            "sync_ms_p50": end["sync_ms_p50"],
+            "sync_ms_p99": end["sync_ms_p99"],
+        }
+    return out
+
+
+def checked_run(
+    storage: str, master: Proc, nodes: list[Proc], acked: dict[str, int], **kwargs: object
+) -> dict:
+    """One load run, verified; durable runs also get the nodes' sync figures."""
+    procs = [master, *nodes]
+    before = sync_snapshot(procs) if storage == DURABLE else None
+    result = load(master.url, record=True, **kwargs)  # type: ignore[arg-type]
+    if result["errors"]:
+        raise BenchFailure(f"{kwargs['run']}: {result['errors']} errors")
+    acked.update(acked_of(result))
+    verify(master, nodes, acked)
+    if before is not None:
+        result["sync"] = sync_delta(before, sync_snapshot(procs))
+    return result
+
+
 def median_run(runs: list[dict]) -> dict:
     """The run with the median throughput: this machine's speed varies run to run."""
     ordered = sorted(runs, key=lambda r: r["requests_per_s"])
     chosen = dict(ordered[len(ordered) // 2])
     chosen["runs_requests_per_s"] = [r["requests_per_s"] for r in runs]
+    chosen["runs_p50_ms"] = [r["p50_ms"] for r in runs]
     return chosen
 
 
-def acked_ids_of(result: dict) -> set[str]:
-    ids: set[str] = set()
-    for answer in result.pop("acked", []):
-        if "seqs" in answer:
-            raise BenchFailure("batch answers are not recorded by id")
-        ids.add(answer["id"])
-    return ids
+def storage_order(attempt: int) -> tuple[str, ...]:
+    """Alternate which storage goes first, so neither always runs on a warmer machine."""
+    return STORAGES if attempt % 2 == 0 else tuple(reversed(STORAGES))
+
+
+def compare(memory: dict, durable: dict) -> dict:
+    return {
+        "requests_ratio": round(durable["requests_per_s"] / memory["requests_per_s"], 3),
+        "messages_ratio": round(durable["messages_per_s"] / memory["messages_per_s"], 3),
+        "p50_diff_ms": round(durable["p50_ms"] - memory["p50_ms"], 3),
+    }
 
 
 def time_get(url: str, repeat: int = 15) -> float:
@@ -281,176 +297,342 @@ def machine() -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> dict:
-    report: dict = {
-        "machine": machine(),
-        "duration_s": args.duration,
-        "repeat": args.repeat,
-        "payload_bytes": args.payload,
-        "load": [],
-        "get": {},
-    }
-    with tempfile.TemporaryDirectory(prefix="replog-bench-") as tmp:
-        workdir = Path(tmp)
-        # 1. The ceiling.
-        ceiling_port = free_port()
-        ceiling = subprocess.Popen(
-            [sys.executable, "-m", "bench.ceiling", "--host", HOST, "--port", str(ceiling_port)],
-            cwd=ROOT,
+def measure_ceiling(args: argparse.Namespace, report: dict) -> None:
+    port = free_port()
+    ceiling = subprocess.Popen(
+        [sys.executable, "-m", "bench.ceiling", "--host", HOST, "--port", str(port)], cwd=ROOT
+    )
+    try:
+        url = f"http://{HOST}:{port}"
+        wait_for(
+            lambda: socket.create_connection((HOST, port), 1).close() is None, what="ceiling up"
         )
-        try:
-            url = f"http://{HOST}:{ceiling_port}"
-            wait_for(
-                lambda: socket.create_connection((HOST, ceiling_port), 1).close() is None,
-                what="ceiling up",
+        report["ceiling"] = {
+            c: median_run(
+                [
+                    load(url, concurrency=c, duration=args.duration, payload=args.payload)
+                    for _ in range(args.repeat)
+                ]
             )
-            report["ceiling"] = {
-                c: median_run(
-                    [
-                        load(url, concurrency=c, duration=args.duration, payload=args.payload)
-                        for _ in range(args.repeat)
-                    ]
-                )
-                for c in (1, 16)
-            }
-        finally:
-            ceiling.terminate()
-            ceiling.wait(10)
+            for c in CLIENTS
+        }
+    finally:
+        ceiling.terminate()
+        ceiling.wait(10)
 
-        # 2. Writes against the cluster, checked after every run.
-        with ExitStack() as stack:
-            cluster, master, nodes = stack.enter_context(cluster_of(workdir / "load", 2))
-            acked: set[str] = set()
-            for w in (1, 2, 3, "majority"):
-                for c in (1, 16):
-                    runs = []
-                    for attempt in range(args.repeat):
-                        tag = f"w{w}-c{c}-{attempt}"
-                        result = load(
-                            master.url,
+
+def measure_writes(args: argparse.Namespace, workdir: Path, report: dict) -> None:
+    """Every write configuration on an in-memory and a durable cluster, runs alternating."""
+    with ExitStack() as stack:
+        clusters = {
+            s: stack.enter_context(cluster_of(workdir / f"load-{s}", 2, s, report))
+            for s in STORAGES
+        }
+        acked: dict[str, dict[str, int]] = {storage: {} for storage in STORAGES}
+        configs: list[tuple[object, int, int]] = [(w, c, 0) for w in W_VALUES for c in CLIENTS]
+        configs.append((3, 16, 100))
+        for w, c, batch in configs:
+            runs: dict[str, list[dict]] = {storage: [] for storage in STORAGES}
+            for attempt in range(args.repeat):
+                for storage in storage_order(attempt):
+                    _cluster, master, nodes = clusters[storage]
+                    tag = f"{storage}-w{w}-c{c}-b{batch}-{attempt}"
+                    runs[storage].append(
+                        checked_run(
+                            storage,
+                            master,
+                            nodes,
+                            acked[storage],
                             concurrency=c,
                             duration=args.duration,
                             w=w,
+                            batch=batch,
                             run=tag,
-                            record=True,
                             payload=args.payload,
                         )
-                        if result["errors"]:
-                            raise BenchFailure(f"{tag}: {result['errors']} errors")
-                        acked |= acked_ids_of(result)
-                        verify(master, nodes, acked)
-                        runs.append(result)
-                    result = median_run(runs)
-                    ceiling_rps = report["ceiling"][c]["requests_per_s"]
-                    result.update(
-                        w=w, concurrency=c, ratio=round(result["requests_per_s"] / ceiling_rps, 3)
                     )
-                    report["load"].append(result)
-                    print(
-                        f"  w={w} c={c}: {result['runs_requests_per_s']} writes/s", file=sys.stderr
-                    )
-            batch = load(
-                master.url,
-                concurrency=16,
-                duration=args.duration,
-                w=3,
-                batch=100,
-                run="batch",
-                payload=args.payload,
+            results = {}
+            for storage in STORAGES:
+                result = median_run(runs[storage])
+                ceiling_rps = report["ceiling"][c]["requests_per_s"]
+                result.update(
+                    storage=storage,
+                    w=w,
+                    concurrency=c,
+                    batch=batch,
+                    ratio=round(result["requests_per_s"] / ceiling_rps, 3),
+                )
+                results[storage] = result
+            results[DURABLE]["vs_memory"] = compare(results[MEMORY], results[DURABLE])
+            if batch:
+                report["batch"] = results
+            else:
+                report["load"].extend(results[s] for s in STORAGES)
+            unit = "msgs/s" if batch else "writes/s"
+            key = "messages_per_s" if batch else "requests_per_s"
+            progress(
+                f"{'batch of ' + str(batch) + ', ' if batch else ''}w={w} c={c}: "
+                + "; ".join(
+                    f"{STORAGE_LABEL[s]} {[round(r[key]) for r in runs[s]]} {unit}"
+                    for s in STORAGES
+                )
             )
-            if batch["errors"]:
-                raise BenchFailure(f"batch: {batch['errors']} errors")
-            report["batch"] = batch
-            expected = http_json("GET", master.url + "/health")["last_seq"]
-            for node in nodes:
-                wait_for(
-                    lambda node=node: (
-                        http_json("GET", node.url + "/health")["contiguous_seq"] == expected
-                    ),
-                    what="batch converged",
-                )
-                if all_messages(node.url) != all_messages(master.url):
-                    raise BenchFailure(f"{node.name} differs from the master after batches")
 
-        # 3. Reads, catch-up and memory on a fresh cluster.
-        with ExitStack() as stack:
-            cluster, master, nodes = stack.enter_context(cluster_of(workdir / "data", 2))
-            for size in (10_000, 100_000):
-                if size == 100_000:
-                    rss_before = master.rss_bytes()
-                fill(master, size)
-                if size == 100_000:
-                    # Measured before any 100,000-message read, whose transient
-                    # buffers would count as growth.
-                    rss_growth = master.rss_bytes() - rss_before
-                wait_for(
-                    lambda size=size: all(
-                        http_json("GET", n.url + "/health")["contiguous_seq"] == size for n in nodes
-                    ),
-                    timeout=120,
-                    what=f"{size} replicated",
-                )
-                report["get"][size] = {
-                    "master_ms": time_get(master.url + "/"),
-                    "secondary_ms": time_get(nodes[0].url + "/"),
-                }
-            mid = 50_000
-            report["get"]["page_1000_ms"] = {
-                "master_ms": time_get(f"{master.url}/?from={mid}&limit=1000"),
-                "secondary_ms": time_get(f"{nodes[0].url}/?from={mid}&limit=1000"),
-            }
-            added = 90_000
-            report["memory"] = {
-                "messages": added,
-                "message_bytes": 100,
-                "rss_growth_bytes": rss_growth,
-                "bytes_per_message": round(rss_growth / added, 1),
-                "beyond_text_bytes": round(rss_growth / added - 100, 1),
-            }
-            fresh = cluster.secondary("fresh", master)
-            started = time.perf_counter()
+
+def measure_reads(args: argparse.Namespace, workdir: Path, report: dict) -> None:
+    """Reads, catch-up and memory on a fresh durable cluster."""
+    with ExitStack() as stack:
+        cluster, master, nodes = stack.enter_context(
+            cluster_of(workdir / "reads-durable", 2, DURABLE, report)
+        )
+        for size in (10_000, 100_000):
+            if size == 100_000:
+                rss_before = master.rss_bytes()
+            fill(master, size)
+            if size == 100_000:
+                # Measured before any 100,000-message read, whose transient
+                # buffers would count as growth.
+                rss_growth = master.rss_bytes() - rss_before
             wait_for(
-                lambda: http_json("GET", fresh.url + "/health")["contiguous_seq"] == 100_000,
+                lambda size=size: all(
+                    http_json("GET", n.url + "/health")["contiguous_seq"] == size for n in nodes
+                ),
                 timeout=120,
-                what="catch-up",
+                what=f"{size} replicated",
             )
-            report["catch_up_100k_s"] = round(time.perf_counter() - started, 3)
-            if all_messages(fresh.url) != all_messages(master.url):
-                raise BenchFailure("the fresh secondary differs from the master")
-    return report
+            report["get"][size] = {
+                "master_ms": time_get(master.url + "/"),
+                "secondary_ms": time_get(nodes[0].url + "/"),
+            }
+        mid = 50_000
+        report["get"]["page_1000_ms"] = {
+            "master_ms": time_get(f"{master.url}/?from={mid}&limit=1000"),
+            "secondary_ms": time_get(f"{nodes[0].url}/?from={mid}&limit=1000"),
+        }
+        added = 90_000
+        report["memory"] = {
+            "messages": added,
+            "message_bytes": 100,
+            "rss_growth_bytes": rss_growth,
+            "bytes_per_message": round(rss_growth / added, 1),
+            "beyond_text_bytes": round(rss_growth / added - 100, 1),
+        }
+        fresh = cluster.secondary("fresh", master)
+        started = time.perf_counter()
+        wait_for(
+            lambda: http_json("GET", fresh.url + "/health")["durable_seq"] == 100_000,
+            timeout=120,
+            what="catch-up",
+        )
+        report["catch_up_100k_s"] = round(time.perf_counter() - started, 3)
+        if all_messages(fresh.url) != all_messages(master.url):
+            raise BenchFailure("the fresh secondary differs from the master")
 
 
-def table(report: dict) -> str:
-    ceiling = report["ceiling"]
+def measure_restart(args: argparse.Namespace, workdir: Path, report: dict) -> None:
+    n = args.restart_messages
+    api = restart.through_api(workdir / "restart", n, args.repeat)
+    note_node_logs(report, "restart", api.pop("node_log_issues"), api.pop("crashed"))
+    report["restart"] = api
+    progress(
+        f"restart, {n:,} messages written in batches: master "
+        f"{api['master_warm']['runs_serving_s']} s (cold cache "
+        f"{api['master_cold']['runs_serving_s']} s), secondary "
+        f"{api['secondary_warm']['runs_serving_s']} s"
+    )
+    one = restart.one_entry_per_record(workdir / "restart-one", n, args.repeat)
+    note_node_logs(report, "restart-one", one.pop("node_log_issues"), one.pop("crashed"))
+    report["restart_one_entry_records"] = one
+    progress(
+        f"restart, {n:,} messages one per record: master {one['master_warm']['runs_serving_s']} s"
+    )
+
+
+def run(args: argparse.Namespace, report: dict) -> None:
+    """Fills `report`. The data directories and node logs are removed unless it fails."""
+    workdir = Path(tempfile.mkdtemp(prefix="replog-bench-"))
+    report["data_root"] = {"path": str(workdir), "filesystem": filesystem_of(workdir)}
+    progress(f"data directories under {workdir} ({report['data_root']['filesystem']})")
+    measure_ceiling(args, report)
+    progress(
+        "ceiling: "
+        + ", ".join(f"c={c} {report['ceiling'][c]['requests_per_s']:.0f}/s" for c in CLIENTS)
+    )
+    measure_writes(args, workdir, report)
+    measure_reads(args, workdir, report)
+    progress("reads, catch-up and memory done")
+    if args.restart_messages:
+        measure_restart(args, workdir, report)
+    report["elapsed_s"] = round(time.monotonic() - _started, 1)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- the printed tables ------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def load_label(r: dict) -> str:
+    return f"batch of {r['batch']}, w={r['w']}" if r.get("batch") else f"w={r['w']}"
+
+
+def vs_memory(r: dict) -> str:
+    v = r.get("vs_memory")
+    if v is None:
+        return ""
+    if r.get("batch"):
+        return f"{v['messages_ratio']:.2f}x msgs/s"
+    return f"{v['requests_ratio']:.2f}x writes/s, p50 {v['p50_diff_ms']:+.3f} ms"
+
+
+def load_rows(report: dict) -> list[str]:
     lines = [
-        f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-        f"Python {report['machine']['python']}; median of {report['repeat']} runs of "
-        f"{report['duration_s']} s each",
-        "",
-        "| load | clients | writes/s | p50 ms | p90 ms | p99 ms | x ceiling |",
-        "|---|---|---|---|---|---|---|",
+        "| load | clients | storage | writes/s | p50 ms | p90 ms | p99 ms | x ceiling "
+        "| durable vs in-memory |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in (1, 16):
-        r = ceiling[c]
+    for c in CLIENTS:
+        r = report["ceiling"][c]
         lines.append(
-            f"| ceiling (bare Tornado) | {c} | {r['requests_per_s']:.0f} | "
-            f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | 1.00 |"
+            f"| ceiling (bare Tornado) | {c} | - | {r['requests_per_s']:.0f} | "
+            f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | 1.00 | |"
         )
     for r in report["load"]:
         lines.append(
-            f"| w={r['w']} | {r['concurrency']} | {r['requests_per_s']:.0f} | "
-            f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['ratio']:.2f} |"
+            f"| {load_label(r)} | {r['concurrency']} | {STORAGE_LABEL[r['storage']]} | "
+            f"{r['requests_per_s']:.0f} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | "
+            f"{r['ratio']:.2f} | {vs_memory(r)} |"
         )
-    b = report["batch"]
-    lines.append(
-        f"| batch of 100, w=3 | 16 | {b['messages_per_s']:.0f} msgs/s "
-        f"({b['requests_per_s']:.0f} req/s) | {b['p50_ms']} | {b['p90_ms']} | "
-        f"{b['p99_ms']} | |"
-    )
+    for storage in STORAGES:
+        b = report["batch"][storage]
+        lines.append(
+            f"| {load_label(b)} | {b['concurrency']} | {STORAGE_LABEL[storage]} | "
+            f"{b['messages_per_s']:.0f} msgs/s ({b['requests_per_s']:.0f} req/s) | "
+            f"{b['p50_ms']} | {b['p90_ms']} | {b['p99_ms']} | | {vs_memory(b)} |"
+        )
+    return lines
+
+
+def find_load(report: dict, storage: str, w: object, c: int) -> dict:
+    for r in report["load"]:
+        if r["storage"] == storage and r["w"] == w and r["concurrency"] == c:
+            return r
+    raise KeyError((storage, w, c))
+
+
+def restart_rows(report: dict) -> list[tuple[str, dict]]:
+    rows = []
+    if "restart" in report:
+        r = report["restart"]
+        rows += [
+            ("master, records of 10,000 entries, page cache warm", r["master_warm"]),
+            ("master, records of 10,000 entries, log evicted from page cache", r["master_cold"]),
+            ("secondary, records as replicated (<= 1,000 entries), warm", r["secondary_warm"]),
+        ]
+    if "restart_one_entry_records" in report:
+        rows.append(
+            (
+                "master, one entry per record (worst case), warm",
+                report["restart_one_entry_records"]["master_warm"],
+            )
+        )
+    return rows
+
+
+def target_rows(report: dict) -> list[str]:
+    memory16, durable16 = (find_load(report, s, 3, 16) for s in STORAGES)
+    memory1, durable1 = (find_load(report, s, 3, 1) for s in STORAGES)
+    batch_memory, batch_durable = (report["batch"][s] for s in STORAGES)
+    ratio = durable16["vs_memory"]["requests_ratio"]
+    diff = durable1["vs_memory"]["p50_diff_ms"]
+    batch_ok = batch_durable["messages_per_s"] >= TARGET_BATCH_MSGS
+    lines = [
+        "| requirement | in-memory | durable | durable vs in-memory | target | |",
+        "|---|---|---|---|---|---|",
+        f"| w=3, 16 clients: writes/s | {memory16['requests_per_s']:.0f} | "
+        f"{durable16['requests_per_s']:.0f} | {ratio:.2f}x | >= {TARGET_WRITES_RATIO:.2f}x | "
+        f"{verdict(ratio >= TARGET_WRITES_RATIO)} |",
+        f"| w=3, 1 client: p50 ms | {memory1['p50_ms']} | {durable1['p50_ms']} | "
+        f"{diff:+.3f} ms | <= +{TARGET_P50_DIFF_MS} ms | {verdict(diff <= TARGET_P50_DIFF_MS)} |",
+        f"| batch of 100, w=3, 16 clients: msgs/s | {batch_memory['messages_per_s']:.0f} | "
+        f"{batch_durable['messages_per_s']:.0f} | "
+        f"{batch_durable['vs_memory']['messages_ratio']:.2f}x | durable >= "
+        f"{TARGET_BATCH_MSGS:,} | {verdict(batch_ok)} |",
+    ]
+    for label, r in restart_rows(report):
+        if r["messages"] == TARGET_RESTART_MESSAGES:
+            mark = verdict(r["serving_s"] <= TARGET_RESTART_S)
+        else:
+            mark = f"n/a ({r['messages']:,} messages)"
+        lines.append(
+            f"| restart, {r['messages']:,} msgs: {label}: s to serve | | "
+            f"{r['serving_s']} | | <= {TARGET_RESTART_S:.0f} s | {mark} |"
+        )
+    return lines
+
+
+def sync_rows(report: dict) -> list[str]:
+    lines = [
+        "| durable run, 16 clients | node | syncs | entries per sync | sync p50 ms | sync p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    runs = [r for r in report["load"] if r["storage"] == DURABLE and r["concurrency"] == 16]
+    runs.append(report["batch"][DURABLE])
+    for r in runs:
+        for node, s in r["sync"].items():
+            lines.append(
+                f"| {load_label(r)} | {node} | {s['syncs']} | {s['entries_per_sync']} | "
+                f"{s['sync_ms_p50']} | {s['sync_ms_p99']} |"
+            )
+    return lines
+
+
+def restart_detail_rows(report: dict) -> list[str]:
+    lines = [
+        "| restart (SIGKILL, then start on the same data dir) | log on disk | "
+        "/health 200 s | serves last message s | replay done s | log adopted s | "
+        "listening s | runs: serving s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r in restart_rows(report):
+        phases = r["phases_s"]
+        lines.append(
+            f"| {label} | {r['log_bytes'] / 1e6:.1f} MB ({r['log_bytes'] / r['messages']:.0f} "
+            f"B/msg) | {r['health_s']} | {r['serving_s']} | "
+            f"{phases.get('storage_opened', '-')} | {phases.get('opened', '-')} | "
+            f"{phases.get('listening', '-')} | {r['runs_serving_s']} |"
+        )
+    return lines
+
+
+def table(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; median of "
+        f"{report['repeat']} runs of {report['duration_s']} s each; "
+        f"{report['payload_bytes']}-byte messages",
+        f"storage: in-memory = --in-memory on every node; durable = --data-dir (a fresh "
+        f"directory per cluster) under {report['data_root']['path']} "
+        f"({report['data_root']['filesystem']}), --fsync always",
+        "",
+        *load_rows(report),
+        "",
+        "Targets (ratios within this run; the machine varies about +-15% run to run):",
+        "",
+        *target_rows(report),
+        "",
+        *sync_rows(report),
+        "",
+        "syncs and entries per sync: during the median run (each node's /health before and "
+        "after it); sync p50/p99: the node's last 4096 syncs at the end of that run (these "
+        "may include earlier runs' syncs).",
+    ]
     g = report["get"]
     lines += [
         "",
-        "| read | master ms | secondary ms |",
+        "| read (durable nodes) | master ms | secondary ms |",
         "|---|---|---|",
         f"| GET / with 10,000 messages | {g[10_000]['master_ms']} | {g[10_000]['secondary_ms']} |",
         f"| GET / with 100,000 messages | {g[100_000]['master_ms']} | "
@@ -458,12 +640,44 @@ def table(report: dict) -> str:
         f"| GET /?from=50000&limit=1000 (of 100,000) | {g['page_1000_ms']['master_ms']} | "
         f"{g['page_1000_ms']['secondary_ms']} |",
         "",
-        f"catch-up of 100,000 messages by a fresh secondary: {report['catch_up_100k_s']} s",
+        f"catch-up of 100,000 messages by a fresh durable secondary: {report['catch_up_100k_s']} s",
         f"master memory (RSS growth from 10,000 to 100,000 messages): "
         f"{report['memory']['bytes_per_message']} bytes per 100-byte message "
         f"({report['memory']['beyond_text_bytes']} beyond the text)",
     ]
+    if "restart" in report:
+        r = report["restart"]
+        one = report["restart_one_entry_records"]
+        n = r["master_warm"]["messages"]
+        lines += [
+            "",
+            f"Restart of a node holding {n:,} messages of 100 bytes, each with a client id "
+            "(times from process start; median of "
+            f"{report['repeat']}):",
+            "",
+            *restart_detail_rows(report),
+            "",
+            f"written through the API: batch POSTs of 10,000 at w=1 to a master with one "
+            f"secondary, {r['fill_messages_per_s']:,} msgs/s; the master restarts with its "
+            "secondary down, the secondary with its master up. Worst case: the log written "
+            f"directly with SegmentLog, one append per entry ({one['write_s']} s), and a "
+            "master with no secondaries started on it (its first start follows that write, "
+            "the others a SIGKILL).",
+        ]
+    lines += ["", *issue_lines(report)]
     return "\n".join(lines)
+
+
+def issue_lines(report: dict) -> list[str]:
+    issues = report["node_log_issues"]
+    lines = ["node logs (warnings, errors, non-JSON output):" + ("" if issues else " none")]
+    for i in issues:
+        lines.append(
+            f"- {i['cluster']}/{i['node']}: {i['level']} {i['event']} x{i['count']}: {i['example']}"
+        )
+    if report["crashed"]:
+        lines.append("nodes that exited by themselves: " + ", ".join(report["crashed"]))
+    return lines
 
 
 def main() -> None:
@@ -475,18 +689,38 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per configuration; the table shows the median"
     )
+    parser.add_argument(
+        "--restart-messages",
+        type=int,
+        default=TARGET_RESTART_MESSAGES,
+        help="messages in the log of the restart measurement (0: skip it)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    report: dict = {
+        "machine": machine(),
+        "duration_s": args.duration,
+        "repeat": args.repeat,
+        "payload_bytes": args.payload,
+        "load": [],
+        "get": {},
+        "node_log_issues": [],
+        "crashed": [],
+    }
     try:
-        report = run(args)
+        run(args, report)
     except BenchFailure as exc:
         print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
+        print("\n".join(issue_lines(report)), file=sys.stderr)
+        if "data_root" in report:
+            print(f"node logs kept in {report['data_root']['path']}", file=sys.stderr)
         sys.exit(1)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / time.strftime("bench-%Y%m%d-%H%M%S.json")
     path.write_text(json.dumps(report, indent=2))
     print(table(report))
-    print(f"\nJSON: {path}")
+    print(f"\nelapsed: {report['elapsed_s']} s")
+    print(f"JSON: {path}")
 
 
 if __name__ == "__main__":

@@ -24,14 +24,14 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[index]
 
 
-def body_for(client: int, n: int, args: argparse.Namespace, payload: str) -> bytes:
+def body_for(client: int, n: int, args: argparse.Namespace, payload: str) -> tuple[bytes, list]:
+    """The request body, and the ids it sends (a batch's answer names seqs, not ids)."""
     ident = f"{args.run}-{client}-{n}"
     if args.batch:
-        messages = [{"message": payload, "id": f"{ident}-{k}"} for k in range(args.batch)]
-        doc = {"messages": messages, "w": args.w}
-    else:
-        doc = {"message": payload, "w": args.w, "id": ident}
-    return orjson.dumps(doc)
+        ids = [f"{ident}-{k}" for k in range(args.batch)]
+        doc = {"messages": [{"message": payload, "id": i} for i in ids], "w": args.w}
+        return orjson.dumps(doc), ids
+    return orjson.dumps({"message": payload, "w": args.w, "id": ident}), [ident]
 
 
 async def client(
@@ -45,7 +45,7 @@ async def client(
     n = 0
     try:
         while time.perf_counter() < deadline:
-            body = body_for(index, n, args, payload)
+            body, ids = body_for(index, n, args, payload)
             n += 1
             request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
             started = time.perf_counter()
@@ -60,7 +60,10 @@ async def client(
             status = int(status_line.split()[1])
             if status in (200, 201):
                 if args.record:
-                    acked.append(orjson.loads(response))
+                    answer = orjson.loads(response)
+                    if args.batch:
+                        answer["sent_ids"] = ids
+                    acked.append(answer)
             else:
                 errors += 1
     finally:
@@ -103,7 +106,11 @@ def main() -> None:
     parser.add_argument("--w", default=1, type=lambda v: v if v == "majority" else int(v))
     parser.add_argument("--batch", type=int, default=0, help="messages per request (0: single)")
     parser.add_argument("--run", default="r", help="prefix that makes ids unique per run")
-    parser.add_argument("--record", action="store_true", help="include acknowledged responses")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="include acknowledged responses (a batch's with the ids it sent, as sent_ids)",
+    )
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))))
 

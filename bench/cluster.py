@@ -1,0 +1,235 @@
+"""Node processes for the benchmark: start, kill, restart, and read their logs afterwards.
+
+A cluster's nodes keep their log in memory (`--in-memory` on every node) or
+on disk (`--data-dir` under the cluster's own fresh directory, `--fsync
+always`). Each node's output goes to `<workdir>/<name>.log`; `log_issues()`
+summarises the warnings, errors and non-JSON lines (tracebacks) found there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+import orjson
+
+from chaos.cluster import free_port as chaos_free_port
+
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.5"
+MEMORY = "memory"
+DURABLE = "durable"
+STORAGES = (MEMORY, DURABLE)
+STORAGE_LABEL = {MEMORY: "in-memory", DURABLE: "durable"}
+
+
+class BenchFailure(Exception):
+    pass
+
+
+def node_env() -> dict[str, str]:
+    """This environment minus REPLOG_*: a stray REPLOG_IN_MEMORY=1 must not change a mode."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
+
+
+def free_port(host: str = HOST) -> int:
+    return chaos_free_port(host)
+
+
+def http_json(method: str, url: str, body: object = None, timeout: float = 60) -> dict:
+    data = None if body is None else orjson.dumps(body)
+    request = Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urlopen(request, timeout=timeout) as response:
+        return orjson.loads(response.read())
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "", interval: float = 0.01) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(interval)
+    raise BenchFailure(f"timed out waiting for {what}")
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    popen: subprocess.Popen
+    url: str
+    # When the process was started: wall clock (to compare with its log) and monotonic.
+    started_wall: float = 0.0
+    started: float = 0.0
+    killed: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise BenchFailure("no VmRSS")
+
+
+@dataclass
+class Cluster:
+    workdir: Path
+    storage: str = MEMORY
+    procs: list[Proc] = field(default_factory=list)
+    # Processes that exited by themselves (not stopped by the benchmark).
+    crashed: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def data_dir(self, name: str) -> Path:
+        return self.workdir / "data" / name
+
+    def storage_args(self, name: str) -> list[str]:
+        if self.storage == MEMORY:
+            return ["--in-memory"]
+        return ["--data-dir", str(self.data_dir(name)), "--fsync", "always"]
+
+    def start(self, name: str, argv: list[str]) -> Proc:
+        log = (self.workdir / f"{name}.log").open("ab")
+        port = argv[argv.index("--port") + 1]
+        started_wall, started = time.time(), time.perf_counter()
+        popen = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=node_env()
+        )
+        log.close()
+        proc = Proc(name, argv, popen, f"http://{HOST}:{port}", started_wall, started)
+        self.procs.append(proc)
+        return proc
+
+    def master(self, expected: int, extra: list[str] | None = None) -> Proc:
+        return self.start("master", self.master_argv(expected, extra))
+
+    def master_argv(self, expected: int, extra: list[str] | None = None) -> list[str]:
+        return [
+            str(BIN / "replog-master"),
+            "--host",
+            HOST,
+            "--port",
+            str(free_port()),
+            "--secondaries",
+            str(expected),
+            *self.storage_args("master"),
+            *(extra or []),
+        ]
+
+    def secondary(self, name: str, master: Proc) -> Proc:
+        argv = [
+            str(BIN / "replog-secondary"),
+            "--host",
+            HOST,
+            "--port",
+            str(free_port()),
+            "--master",
+            master.url,
+            "--id",
+            name,
+            *self.storage_args(name),
+        ]
+        return self.start(name, argv)
+
+    def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
+        """Stop one node the hard way (SIGKILL: no clean shutdown, as in a crash)."""
+        proc.killed = True
+        proc.popen.send_signal(sig)
+        proc.popen.wait(10)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.killed:
+                continue
+            if proc.popen.poll() is not None:
+                self.crashed.append(f"{proc.name} (pid {proc.pid}) exited {proc.popen.returncode}")
+                continue
+            proc.popen.terminate()
+        for proc in self.procs:
+            try:
+                proc.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait(10)
+
+    def log_issues(self) -> list[dict]:
+        """Warnings, errors and non-JSON lines in every node's output, by node and event."""
+        issues = []
+        for path in sorted(self.workdir.glob("*.log")):
+            counts: Counter[tuple[str, str]] = Counter()
+            examples: dict[tuple[str, str], str] = {}
+            with path.open("rb") as lines:
+                for raw in lines:
+                    if raw.startswith(b"{"):
+                        if not (
+                            b'"level":"warning"' in raw
+                            or b'"level":"error"' in raw
+                            or b'"level":"critical"' in raw
+                        ):
+                            continue
+                        try:
+                            doc = json.loads(raw)
+                            key = (doc.get("level", "?"), doc.get("event", "?"))
+                        except ValueError:
+                            key = ("unparsed", "?")
+                    else:
+                        key = ("stderr", "non-JSON line")
+                    counts[key] += 1
+                    examples.setdefault(key, raw.decode(errors="replace").strip()[:300])
+            for (level, event), count in sorted(counts.items()):
+                issues.append(
+                    {
+                        "node": path.stem,
+                        "level": level,
+                        "event": event,
+                        "count": count,
+                        "example": examples[(level, event)],
+                    }
+                )
+        return issues
+
+
+def dir_bytes(directory: Path) -> tuple[int, int]:
+    """(apparent size, allocated size) of every file under `directory`."""
+    apparent = allocated = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+    return apparent, allocated
+
+
+def filesystem_of(path: Path) -> str:
+    """The file system type and device that hold `path` (from /proc/mounts)."""
+    best, found = "", "unknown"
+    target = str(path.resolve())
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return found
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        device, point, kind = parts[0], parts[1], parts[2]
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, found = point, f"{kind} on {device}"
+    return found
