@@ -230,7 +230,13 @@ def checked_run(
     """One load run, verified; durable runs also get the nodes' sync figures."""
     procs = [master, *nodes]
     before = sync_snapshot(procs) if storage == DURABLE else None
+    cpu_before = {p.name: p.cpu_seconds() for p in procs}
     result = load(master.url, record=True, **kwargs)  # type: ignore[arg-type]
+    # Node CPU per request of this run (read before the verification's reads).
+    result["cpu_us_per_request"] = {
+        p.name: round((p.cpu_seconds() - cpu_before[p.name]) / result["requests"] * 1e6)
+        for p in procs
+    }
     if result["errors"]:
         raise BenchFailure(f"{kwargs['run']}: {result['errors']} errors")
     acked.update(acked_of(result))
@@ -487,30 +493,34 @@ def vs_memory(r: dict) -> str:
     return f"{v['requests_ratio']:.2f}x writes/s, p50 {v['p50_diff_ms']:+.3f} ms"
 
 
+def cpu(r: dict) -> str:
+    return ", ".join(str(v) for v in r["cpu_us_per_request"].values())
+
+
 def load_rows(report: dict) -> list[str]:
     lines = [
         "| load | clients | storage | writes/s | p50 ms | p90 ms | p99 ms | x ceiling "
-        "| durable vs in-memory |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| durable vs in-memory | node CPU us/request (master, s1, s2) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in CLIENTS:
         r = report["ceiling"][c]
         lines.append(
             f"| ceiling (bare Tornado) | {c} | - | {r['requests_per_s']:.0f} | "
-            f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | 1.00 | |"
+            f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | 1.00 | | |"
         )
     for r in report["load"]:
         lines.append(
             f"| {load_label(r)} | {r['concurrency']} | {STORAGE_LABEL[r['storage']]} | "
             f"{r['requests_per_s']:.0f} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | "
-            f"{r['ratio']:.2f} | {vs_memory(r)} |"
+            f"{r['ratio']:.2f} | {vs_memory(r)} | {cpu(r)} |"
         )
     for storage in STORAGES:
         b = report["batch"][storage]
         lines.append(
             f"| {load_label(b)} | {b['concurrency']} | {STORAGE_LABEL[storage]} | "
             f"{b['messages_per_s']:.0f} msgs/s ({b['requests_per_s']:.0f} req/s) | "
-            f"{b['p50_ms']} | {b['p90_ms']} | {b['p99_ms']} | | {vs_memory(b)} |"
+            f"{b['p50_ms']} | {b['p90_ms']} | {b['p99_ms']} | | {vs_memory(b)} | {cpu(b)} |"
         )
     return lines
 
@@ -618,6 +628,10 @@ def table(report: dict) -> str:
         f"({report['data_root']['filesystem']}), --fsync always",
         "",
         *load_rows(report),
+        "",
+        "node CPU us/request: each node process's user+system CPU time (all threads, the "
+        "fsync thread included) during the median run, per request; the nodes and the load "
+        f"generator share {m['cores']} cores.",
         "",
         "Targets (ratios within this run; the machine varies about +-15% run to run):",
         "",

@@ -29,6 +29,7 @@ MEMORY = "memory"
 DURABLE = "durable"
 STORAGES = (MEMORY, DURABLE)
 STORAGE_LABEL = {MEMORY: "in-memory", DURABLE: "durable"}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class BenchFailure(Exception):
@@ -77,6 +78,11 @@ class Proc:
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process, all its threads (fdatasync's included)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
