@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--master-faults",
         action="store_true",
-        help="also SIGKILL+restart and SIGSTOP/SIGCONT the master (needs master log recovery)",
+        help="also SIGKILL+restart and SIGSTOP/SIGCONT the master, and kill_all: every node "
+        "SIGKILLed at once, then all started again on their data dirs",
     )
     p.add_argument(
         "--faults", type=kinds, default=None, help=f"comma-separated subset of {ALL_KINDS}"

@@ -8,21 +8,34 @@ heal, and convergence is waited for at most `converge_timeout` seconds.
 
 Fault kinds (a fault is injected on a target and healed later):
 
-| kind             | target    | inject                              | heal           |
-|------------------|-----------|-------------------------------------|----------------|
-| kill             | secondary | SIGKILL (in-memory log lost)        | start it again |
-| pause            | secondary | SIGSTOP (a hung node)               | SIGCONT        |
-| cut              | secondary | cut its link to the master only     | heal the link  |
-| isolate          | secondary | cut all its links, clients' too     | heal them      |
-| partition_master | master    | cut every master<->secondary link   | heal them      |
-| kill_master      | master    | SIGKILL the master                  | start it again |
-| pause_master     | master    | SIGSTOP the master                  | SIGCONT        |
+| kind             | target    | inject                               | heal                |
+|------------------|-----------|--------------------------------------|---------------------|
+| kill             | secondary | SIGKILL (its data dir stays)         | start it again      |
+| wipe             | secondary | SIGKILL, delete its data dir         | start it empty      |
+| pause            | secondary | SIGSTOP (a hung node)                | SIGCONT             |
+| cut              | secondary | cut its link to the master only      | heal the link       |
+| isolate          | secondary | cut all its links, clients' too      | heal them           |
+| partition_master | master    | cut every master<->secondary link    | heal them           |
+| kill_master      | master    | SIGKILL the master                   | start it again      |
+| pause_master     | master    | SIGSTOP the master                   | SIGCONT             |
+| kill_all         | all       | SIGKILL every node at the same time  | start them all      |
+
+Every node keeps its log in its own data directory under the work dir (see
+`chaos.cluster`), kept across restarts, so a SIGKILL loses nothing a node
+acknowledged; `wipe` is the only fault that loses a disk (a secondary's
+only: a wiped secondary comes back with a new incarnation, is refilled from
+scratch and must not count as a holder of what it lost). A wiped node is down
+for the fault's length, like a killed one. At most one process fault
+(`kill`, `wipe`, `pause`, `*_master`, `kill_all`) touches a node at a time;
+`kill_all` waits until no process fault is active and blocks the others
+while it is.
 
 `cut`, `isolate` and `partition_master` need network namespaces. The master
-kinds are off unless `master_faults` is set (switch them on once the master
-recovers its log from the secondaries after a restart). With them on, the
-checker still requires every acknowledged write to survive unless every node
-in its `acked_by` was SIGKILLed after it was sent.
+kinds (`kill_master`, `pause_master`, `kill_all`) are off unless
+`master_faults` is set. The checker requires every acknowledged write to
+survive unless every node in its `acked_by` (the master included) had its
+disk wiped after it was sent, which a campaign never does to the master: so
+a lost acknowledged write is always a violation here.
 
 Nodes run with `--retry-max` = `retry_max` (1 s) so reconnections after a heal
 are quick; everything else is each node's default.
@@ -42,11 +55,12 @@ from chaos.checker import Report, check, load_node_events
 from chaos.clients import Recorder, Samplers, Writers
 from chaos.cluster import MASTER, Cluster, FaultUnsupported
 
-PROCESS_KINDS = {"kill", "pause", "kill_master", "pause_master"}
+PROCESS_KINDS = {"kill", "wipe", "pause", "kill_master", "pause_master", "kill_all"}
 NETWORK_KINDS = {"cut", "isolate", "partition_master"}
-MASTER_KINDS = {"kill_master", "pause_master"}
-SECONDARY_KINDS = ("kill", "pause", "cut", "isolate", "partition_master")
-ALL_KINDS = (*SECONDARY_KINDS, "kill_master", "pause_master")
+MASTER_KINDS = {"kill_master", "pause_master", "kill_all"}
+SECONDARY_KINDS = ("kill", "wipe", "pause", "cut", "isolate", "partition_master")
+ALL_KINDS = (*SECONDARY_KINDS, "kill_master", "pause_master", "kill_all")
+ALL_NODES = "all"  # the target of kill_all
 
 
 @dataclass
@@ -56,7 +70,7 @@ class CampaignConfig:
     mode: str = "auto"  # netns, loopback, or auto (netns when possible)
     secondaries: int = 2
     writers: int = 6
-    master_faults: bool = False  # adds kill_master and pause_master
+    master_faults: bool = False  # adds kill_master, pause_master and kill_all
     kinds: tuple[str, ...] | None = None  # None: every kind the mode supports
     workdir: Path | None = None
     client_timeout: float = 5.0
@@ -77,7 +91,8 @@ class CampaignConfig:
 class Fault:
     kind: str
     target: str
-    t: float
+    t: float  # when the fault was in place (after SIGKILL returned, say)
+    started: float = 0.0  # just before it was injected
     heal_at: float = 0.0  # monotonic; for the random schedule
     number: int = 0
 
@@ -163,6 +178,19 @@ class Campaign:
             }
         )
         self.cluster.start()
+        self._check_storage()
+
+    def _check_storage(self) -> None:
+        """Every node keeps its log on disk, in the data dir the campaign gave it."""
+        for name in self.cluster.names:
+            health = self.cluster.health(name)
+            where = health.get("data_dir")
+            want = self.cluster.data_dir(name)
+            if health.get("storage") != "disk" or where is None or Path(where).resolve() != want:
+                raise RuntimeError(
+                    f"{name} runs with storage {health.get('storage')!r} in {where!r}, "
+                    f"not on disk in {want}"
+                )
 
     def start_load(self) -> None:
         cfg = self.config
@@ -209,14 +237,23 @@ class Campaign:
 
     def inject(self, kind: str, target: str | None = None) -> Fault:
         c = self.cluster
-        if kind in MASTER_KINDS or kind == "partition_master":
+        if kind == "kill_all":
+            target = ALL_NODES
+        elif kind in MASTER_KINDS or kind == "partition_master":
             target = MASTER
         if target is None:
             raise ValueError(f"{kind} needs a target")
+        if kind == "wipe" and target == MASTER:
+            raise ValueError("wipe is for secondaries (a wiped master needs --recover)")
         if kind in NETWORK_KINDS and self.mode != "netns":
             raise FaultUnsupported(f"{kind} needs network namespaces ({self.mode_reason})")
+        started = self.recorder.now()
         if kind in ("kill", "kill_master"):
             c.kill(target)
+        elif kind == "wipe":
+            c.wipe(target)
+        elif kind == "kill_all":
+            c.kill_all()
         elif kind in ("pause", "pause_master"):
             c.pause(target)
         elif kind == "cut":
@@ -229,7 +266,7 @@ class Campaign:
         else:
             raise ValueError(f"unknown fault kind {kind!r}")
         self.injected += 1
-        fault = Fault(kind, target, self.recorder.now(), number=self.injected)
+        fault = Fault(kind, target, self.recorder.now(), started=started, number=self.injected)
         self.active.append(fault)
         self._record("inject", fault)
         return fault
@@ -237,8 +274,10 @@ class Campaign:
     def heal(self, fault: Fault) -> None:
         c = self.cluster
         kind, target = fault.kind, fault.target
-        if kind in ("kill", "kill_master"):
-            c.restart(target)
+        if kind in ("kill", "kill_master", "wipe"):
+            c.restart(target)  # a wiped node starts with an empty data dir
+        elif kind == "kill_all":
+            c.restart_all()
         elif kind in ("pause", "pause_master"):
             c.resume(target)
         elif kind == "cut":
@@ -256,20 +295,27 @@ class Campaign:
             self.heal(fault)
 
     def _record(self, action: str, fault: Fault) -> None:
-        self.recorder.add(
-            {
-                "type": "fault",
-                "action": action,
-                "fault": fault.kind,
-                "target": fault.target,
-                "number": fault.number,
-                "t": self.recorder.now(),
-            }
-        )
+        record = {
+            "type": "fault",
+            "action": action,
+            "fault": fault.kind,
+            "target": fault.target,
+            "number": fault.number,
+            "t": self.recorder.now(),
+        }
+        if action == "inject":
+            record["started"] = fault.started  # the checker dates a wipe from here
+        if fault.kind == "kill_all":
+            record["targets"] = self.cluster.names
+        self.recorder.add(record)
 
     def _eligible_targets(self, kind: str) -> list[str]:
         busy_process = {f.target for f in self.active if f.kind in PROCESS_KINDS}
+        if ALL_NODES in busy_process:
+            busy_process |= set(self.cluster.names)
         same_kind = {f.target for f in self.active if f.kind == kind}
+        if kind == "kill_all":
+            return [] if busy_process else [ALL_NODES]
         if kind in MASTER_KINDS:
             return [] if MASTER in busy_process else [MASTER]
         if kind == "partition_master":

@@ -17,10 +17,13 @@ Properties (each violation names one):
 - `ack_answer`: an acknowledged answer names the id and message that were
   sent, and every acknowledged attempt of one id got the same seq.
 - `ack_lost`: an acknowledged write is in the final master log exactly once,
-  at the seq its answer gave, with its message. Only exception: every node in
-  its `acked_by` was SIGKILLed after it was sent (a w=1 write and a killed
-  master, say); then it may be gone (counted as `acknowledged_lost_allowed`),
-  but never moved to another seq.
+  at the seq its answer gave, with its message. Nodes keep their logs on disk
+  and acknowledge only what is there, so a SIGKILL (of one node or of all at
+  once) excuses nothing. Only exception: every node in its `acked_by`, the
+  master included, had its disk wiped (a `wipe` fault) after the write was
+  sent; then it may be gone (counted as `acknowledged_lost_allowed`), but
+  never moved to another seq. A campaign wipes only secondaries, so there
+  this never applies.
 - `acked_by_lost`: every secondary in `acked_by` holds that seq with that
   message in its final log (it may have been restarted since; then it must
   have been refilled).
@@ -33,12 +36,18 @@ Properties (each violation names one):
   order; `not_converged` when it just lacks entries or could not be read).
 - `gap`: every successful sample shows seqs 1..k, nothing missing or repeated.
 - `stale_read`: every (seq -> id, message) any node ever showed matches the
-  final master log: samples are prefixes of it. Only exception: the master was
-  SIGKILLed after the read (a restarted master may drop a suffix that no
-  quorum held); such reads are counted as `rolled_back_reads`.
+  final master log: samples are prefixes of it. A restarted master reopens
+  with its own log, which holds every entry it ever sent out (it writes an
+  entry to its disk before streaming it), so no restart rolls a read back.
+  Only exception: both known holders of what was shown, the master (where
+  every entry starts) and the node that showed it, had their disks wiped
+  after the read; such reads are counted as `rolled_back_reads`. A campaign
+  never wipes the master, so there this never applies.
 - `ack_unheld` (given the nodes' own logs): each secondary in `acked_by` had
   logged holding that seq (`applied` with `contiguous_seq`)
-  before the client received the answer.
+  before the client received the answer, and not only before its disk was
+  wiped (a start on an empty data dir, `storage_opened` with `new`, resets
+  what it holds).
 - `unexpected_status`: no 4xx other than what the contract allows for valid
   requests with fresh ids, and no 500.
 
@@ -67,7 +76,8 @@ NOT_SENT = frozenset({"refused", "connect_timeout", "connect_error"})
 NOT_APPENDED = frozenset({503})
 # Answers a valid request with a fresh id may legitimately get without being acknowledged.
 ALLOWED_FAILURES = frozenset({503, 504})
-KILL_FAULTS = frozenset({"kill", "kill_master"})
+# Faults that lose a node's disk; a SIGKILL alone loses nothing it acknowledged.
+WIPE_FAULTS = frozenset({"wipe"})
 
 
 @dataclass
@@ -141,11 +151,11 @@ def check(
     samples = [r for r in records if r.get("type") == "sample"]
     seen = [r for r in records if r.get("type") == "seen"]
     faults = [r for r in records if r.get("type") == "fault" and r.get("action") == "inject"]
-    # SIGKILL times per node: a killed node loses its in-memory log.
-    kills: dict[str, list[float]] = defaultdict(list)
+    # When each node's disk was wiped (from just before the SIGKILL that began it).
+    wipes: dict[str, list[float]] = defaultdict(list)
     for f in faults:
-        if f.get("fault") in KILL_FAULTS:
-            kills[f["target"]].append(f["t"])
+        if f.get("fault") in WIPE_FAULTS:
+            wipes[f["target"]].append(f.get("started", f["t"]))
     lost_allowed = 0
     rolled_back_reads = 0
     violations: list[Violation] = []
@@ -240,7 +250,7 @@ def check(
         acked = [t for t in tries if outcome(t) == "acked"]
         in_master = master_seqs_by_id.get(client_id, [])
         # Seqs this id was acknowledged at and must still be at (see _loss_allowed).
-        ack_seqs = {_seq(t) for t in acked if _seq(t) in in_master or not _loss_allowed(t, kills)}
+        ack_seqs = {_seq(t) for t in acked if _seq(t) in in_master or not _loss_allowed(t, wipes)}
         if len(ack_seqs) > 1:
             violate(
                 "ack_answer",
@@ -254,7 +264,7 @@ def check(
             if entry is None or key(entry["id"]) != client_id or entry["message"] != t["message"]:
                 # Lost with every holder, and at most appended again by a later attempt.
                 again = any(_seq(o) in in_master and o["t0"] > t["t0"] for o in acked)
-                if _loss_allowed(t, kills) and (not in_master or again):
+                if _loss_allowed(t, wipes) and (not in_master or again):
                     lost_allowed += 1
                     continue
                 violate(
@@ -322,9 +332,11 @@ def check(
             or key(entry["id"]) != key(obs["id"])
             or entry["message"] != obs["message"]
         ):
-            if any(k > obs["t"] for k in kills.get("master", [])):
-                # A restarted master may drop a suffix no quorum holds; an acknowledged
-                # write among it is judged above (ack_lost), not here.
+            if _wiped_after(obs["node"], obs["t"], wipes) and _wiped_after(
+                "master", obs["t"], wipes
+            ):
+                # Every known copy of what was shown is gone with its disk; an
+                # acknowledged write among it is judged above (ack_lost), not here.
                 rolled_back_reads += 1
                 continue
             violate(
@@ -360,7 +372,56 @@ def check(
 
 
 HELD_EVENTS = frozenset({"applied"})
+FRESH_START_EVENT = "storage_opened"  # with "new": true, the node starts with an empty disk
 CLOCK_SLACK_S = 0.25  # nodes and clients share the host's clock; allow a little slack
+
+
+@dataclass
+class _Incarnation:
+    """What a node applied on one disk: from `start` (a fresh data dir) on."""
+
+    start: float
+    times: list[float] = field(default_factory=list)
+    best: list[int] = field(default_factory=list)  # the highest contiguous_seq so far
+
+    def held_at(self, moment: float) -> int:
+        i = bisect.bisect_right(self.times, moment)
+        return self.best[i - 1] if i else 0
+
+
+def _incarnations(events: list[dict]) -> list[_Incarnation]:
+    """A node's `applied` events, split at each start on an empty data directory."""
+    out = [_Incarnation(float("-inf"))]
+    points = []  # (when, order, seq): a fresh start sorts before an apply at its time
+    for e in events:
+        if not e.get("timestamp"):
+            continue
+        seq = e.get("contiguous_seq")
+        if e.get("event") in HELD_EVENTS and isinstance(seq, int):
+            points.append((_epoch_seconds(e["timestamp"]), 1, seq))
+        elif e.get("event") == FRESH_START_EVENT and e.get("new") is True:
+            points.append((_epoch_seconds(e["timestamp"]), 0, None))
+    if not any(seq is not None for _, _, seq in points):
+        return []  # the master applies nothing: no evidence either way
+    for when, _, seq in sorted(points, key=lambda p: p[:2]):
+        if seq is None:
+            out.append(_Incarnation(when))
+        else:
+            current = out[-1]
+            current.times.append(when)
+            current.best.append(max(seq, current.best[-1] if current.best else 0))
+    return out
+
+
+def _held(incarnations: list[_Incarnation], answered: float) -> int:
+    """The most a node had logged holding when an answer came, given the clock slack:
+    applies up to `answered + slack` count, and a fresh start only if it came before
+    `answered - slack` (a wipe just before the answer must not blame an ack its
+    previous disk gave: the master cannot know of the wipe until the node is back)."""
+    starts = [inc.start for inc in incarnations]
+    first = max(0, bisect.bisect_right(starts, answered - CLOCK_SLACK_S) - 1)
+    last = bisect.bisect_right(starts, answered + CLOCK_SLACK_S)
+    return max(inc.held_at(answered + CLOCK_SLACK_S) for inc in incarnations[first:last])
 
 
 def _check_ack_evidence(
@@ -372,36 +433,29 @@ def _check_ack_evidence(
     """`ack_unheld`: each secondary in an answer's `acked_by` had logged holding that
     seq (an `applied` event with `contiguous_seq` >= seq) before the
     client got the answer: independent evidence that w nodes held the write when it
-    was acknowledged, not just the master's word. Any incarnation of the node
-    counts, so this never blames a node restarted since."""
+    was acknowledged, not just the master's word. A restart on the same disk keeps
+    what the node held (it acknowledges only what is on disk), so such restarts
+    never blame it. A node that starts on an empty data directory (`storage_opened`
+    with `new`: a wipe) holds nothing from then on: only what it applies after that
+    counts, so once it is back the master must not count it as a holder of what it
+    lost. Until it is back, an acknowledgment from its previous disk still counts:
+    the master cannot know of the wipe, just as it cannot know of a crash."""
     if not node_events or wall_start is None:
         return {"checked": 0, "skipped": "no node logs"}
-    timelines: dict[str, tuple[list[float], list[int]]] = {}
+    timelines = {}
     for node, events in node_events.items():
-        points = []
-        for e in events:
-            seq = e.get("contiguous_seq")
-            if e.get("event") in HELD_EVENTS and isinstance(seq, int) and e.get("timestamp"):
-                points.append((_epoch_seconds(e["timestamp"]), seq))
-        if points:
-            points.sort()
-            times, best, top = [], [], 0
-            for when, seq in points:
-                top = max(top, seq)
-                times.append(when)
-                best.append(top)
-            timelines[node] = (times, best)
+        incarnations = _incarnations(events)
+        if incarnations:
+            timelines[node] = incarnations
     checked = 0
     for w in writes:
         if outcome(w) != "acked" or not isinstance(_seq(w), int):
             continue
-        answered = wall_start + w["t1"] + CLOCK_SLACK_S
+        answered = wall_start + w["t1"]
         for holder in w["body"].get("acked_by") or []:
             if holder not in timelines:
                 continue
-            times, best = timelines[holder]
-            i = bisect.bisect_right(times, answered)
-            held = best[i - 1] if i else 0
+            held = _held(timelines[holder], answered)
             checked += 1
             if held < _seq(w):
                 violate(
@@ -439,12 +493,19 @@ def _seq(write: dict) -> Any:
     return body.get("seq") if isinstance(body, dict) else None
 
 
-def _loss_allowed(write: dict, kills: dict[str, list[float]]) -> bool:
-    """An acknowledged write may be gone only if every node that acknowledged it was
-    SIGKILLed after it was sent (each lost its in-memory copy). Any survivor among
-    its holders, master or secondary, makes its loss a violation."""
+def _wiped_after(node: str, t: float, wipes: dict[str, list[float]]) -> bool:
+    return any(w > t for w in wipes.get(node, []))
+
+
+def _loss_allowed(write: dict, wipes: dict[str, list[float]]) -> bool:
+    """An acknowledged write may be gone only if every node that held it had its disk
+    wiped after the write was sent: a holder acknowledged it after that, so the wipe
+    may have come after its acknowledgment; a wipe before it cannot explain the loss
+    (whatever the node held then, it acknowledged this write later, from its new
+    disk). Any holder, master or secondary, with its disk intact makes the loss a
+    violation; SIGKILLs do not count (nodes acknowledge only what is on disk)."""
     holders = write["body"].get("acked_by") or ["master"]
-    return all(any(k > write["t0"] for k in kills.get(h, [])) for h in holders)
+    return all(_wiped_after(h, write["t0"], wipes) for h in holders)
 
 
 def _check_ack(r: dict, nodes: list[str], cluster_size: int, violate) -> None:
@@ -499,7 +560,7 @@ def format_summary(report: Report, limit: int = 20) -> str:
         f"ack evidence:       {s['ack_evidence']}",
         f"final log length:   {s['final_log_length']}  converged: {s['converged']}",
         f"allowed losses:     {s['acknowledged_lost_allowed']} acknowledged writes (all holders"
-        f" killed), {s['rolled_back_reads']} reads rolled back by a master restart",
+        f" wiped), {s['rolled_back_reads']} reads rolled back (master and reader wiped)",
         f"violations:         {s['violations']}  {s['violations_by_property'] or ''}".rstrip(),
     ]
     for v in report.violations[:limit]:

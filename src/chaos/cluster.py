@@ -8,15 +8,22 @@ Two modes:
   on that link, so replication uses only that link; clients reach every node
   over its client link. Supports every fault.
 - `loopback`: no namespaces, each node on its own 127.x.y.z address. Only
-  process faults (SIGKILL + restart, SIGSTOP/SIGCONT).
+  process faults (SIGKILL + restart, wipe + restart, SIGSTOP/SIGCONT).
 
-Nodes log JSON lines to `<workdir>/<node>.log` (appended across restarts).
+Nodes log JSON lines to `<workdir>/<node>.log` (appended across restarts) and
+keep their logs durably in `<workdir>/data/<node>` (`--data-dir`, the default
+`--fsync always`), kept across restarts: a SIGKILLed node comes back with
+everything it acknowledged. Only `wipe` (delete a stopped node's data
+directory) loses a disk. Nodes get the environment without `REPLOG_*`
+variables, so a stray `REPLOG_IN_MEMORY=1` cannot make a campaign's nodes
+memory-only: every setting is either passed here or the node's default.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,9 +58,11 @@ class Node:
     argv: list[str]
     url: str  # how clients (root namespace) reach it
     log_path: Path
+    data_dir: Path
     proc: subprocess.Popen | None = None
     state: str = "new"  # running, paused, killed, stopped
     starts: int = 0
+    wipes: int = 0
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
@@ -62,6 +71,7 @@ class Node:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=node_env(),
                 start_new_session=True,  # a terminal's Ctrl-C reaches only the campaign
             )
         self.state = "running"
@@ -70,12 +80,26 @@ class Node:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, the in-memory log is gone."""
+    def send_kill(self) -> None:
+        """SIGKILL without waiting (`kill_all` signals every node before reaping any)."""
         if self.alive():
             self.proc.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown; what the node wrote to its data dir stays."""
+        self.send_kill()
+        if self.proc is not None:
             self.proc.wait(10)
         self.state = "killed"
+
+    def wipe(self) -> None:
+        """Lose the disk: delete the data directory of a node that is not running."""
+        if self.alive():
+            raise RuntimeError(f"{self.name} is running: kill it before wiping its data")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self.data_dir.exists():
+            raise RuntimeError(f"could not delete {self.data_dir}")
+        self.wipes += 1
 
     def pause(self) -> None:
         if self.alive():
@@ -98,6 +122,11 @@ class Node:
                 self.proc.wait(10)
         if self.proc is not None:
             self.state = "stopped"
+
+
+def node_env() -> dict[str, str]:
+    """The campaign's environment minus REPLOG_* (settings are passed as flags)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
 
 
 def free_port(host: str) -> int:
@@ -152,6 +181,10 @@ class Cluster:
     def url(self, node: str) -> str:
         return self.nodes[node].url
 
+    def data_dir(self, node: str) -> Path:
+        """Where `node` keeps its log; the same directory across restarts."""
+        return (self.workdir / "data" / node).resolve()
+
     # -- lifecycle ---------------------------------------------------------
 
     def build(self) -> Cluster:
@@ -170,6 +203,7 @@ class Cluster:
             *script("replog-master", "master"),
             *("--host", host, "--port", str(port), "--secondaries", str(self.secondaries)),
             *("--retry-max", str(self.retry_max), "--log-format", "json"),
+            *("--data-dir", str(self.data_dir(MASTER))),
         ]
 
     def _secondary_argv(self, name: str, host: str, port: int, master: str, adv: str) -> list[str]:
@@ -178,6 +212,7 @@ class Cluster:
             *("--host", host, "--port", str(port), "--master", master, "--id", name),
             *("--advertise", adv, "--delay", str(self.secondary_delay)),
             *("--retry-max", str(self.retry_max), "--log-format", "json"),
+            *("--data-dir", str(self.data_dir(name))),
         ]
 
     def _build_netns(self) -> None:
@@ -187,6 +222,7 @@ class Cluster:
             topo.exec_prefix(MASTER) + self._master_argv("0.0.0.0", MASTER_PORT),
             f"http://{topo.client_addr(MASTER)}:{MASTER_PORT}",
             self.workdir / "master.log",
+            self.data_dir(MASTER),
         )
         for name in self.secondary_names:
             master_url = f"http://{topo.addr(MASTER, name)}:{MASTER_PORT}"
@@ -197,6 +233,7 @@ class Cluster:
                 topo.exec_prefix(name) + argv,
                 f"http://{topo.client_addr(name)}:{SECONDARY_PORT}",
                 self.workdir / f"{name}.log",
+                self.data_dir(name),
             )
 
     def _build_loopback(self) -> None:
@@ -208,6 +245,7 @@ class Cluster:
             self._master_argv(hosts[MASTER], ports[MASTER]),
             master_url,
             self.workdir / "master.log",
+            self.data_dir(MASTER),
         )
         for name in self.secondary_names:
             url = f"http://{hosts[name]}:{ports[name]}"
@@ -216,6 +254,7 @@ class Cluster:
                 self._secondary_argv(name, hosts[name], ports[name], master_url, url),
                 url,
                 self.workdir / f"{name}.log",
+                self.data_dir(name),
             )
 
     def start(self, timeout: float = 30.0) -> None:
@@ -315,11 +354,31 @@ class Cluster:
     def kill(self, node: str) -> None:
         self.nodes[node].kill()
 
+    def kill_all(self) -> None:
+        """SIGKILL every node at the same moment (a power cut without the disk loss)."""
+        nodes = list(self.nodes.values())
+        for node in nodes:
+            node.send_kill()
+        for node in nodes:
+            node.kill()  # reaps; the signal is already sent
+
+    def wipe(self, node: str) -> None:
+        """SIGKILL `node` and delete its data directory; it stays down until restarted."""
+        n = self.nodes[node]
+        n.kill()
+        n.wipe()
+
     def restart(self, node: str) -> None:
         n = self.nodes[node]
         if n.alive():
             n.kill()
         n.start()
+
+    def restart_all(self) -> None:
+        """Start every node that is down (the master first), each with its data dir."""
+        for name in self.names:
+            if not self.nodes[name].alive():
+                self.nodes[name].start()
 
     def pause(self, node: str) -> None:
         self.nodes[node].pause()
@@ -350,7 +409,11 @@ class Cluster:
             topo.heal(link.a, link.b)
 
     def describe(self) -> dict:
-        info: dict = {"mode": self.mode, "nodes": {n: node.url for n, node in self.nodes.items()}}
+        info: dict = {
+            "mode": self.mode,
+            "nodes": {n: node.url for n, node in self.nodes.items()},
+            "data_dirs": {n: str(node.data_dir) for n, node in self.nodes.items()},
+        }
         if self.topology is not None:
             topo = self.topology
             info["cut_method"] = topo.cut_method

@@ -273,8 +273,20 @@ def test_standalone_on_files(clean, tmp_path, capsys):
 
 
 def kill(target, t):
-    kind = "kill_master" if target == "master" else "kill"
+    kind = {"master": "kill_master", "all": "kill_all"}.get(target, "kill")
     return {"type": "fault", "action": "inject", "fault": kind, "target": target, "t": t}
+
+
+def wipe(target, t):
+    """A node's disk deleted: SIGKILLed at `t` (`started`), recorded a moment later."""
+    return {
+        "type": "fault",
+        "action": "inject",
+        "fault": "wipe",
+        "target": target,
+        "started": t,
+        "t": t + 0.05,
+    }
 
 
 def lost_tail(records, w, acked_by, t0=1.0):
@@ -282,36 +294,49 @@ def lost_tail(records, w, acked_by, t0=1.0):
     return [*records, write("z", "Z", w, 201, 6, acked_by, t0=t0)]
 
 
-def test_acknowledged_write_missing_without_any_kill(clean):
+def test_acknowledged_write_missing_without_any_fault(clean):
     records, logs = clean
     assert properties(run(lost_tail(records, 1, ["master"]), logs)) == {"ack_lost"}
 
 
-def test_w1_write_may_be_lost_when_its_only_holder_the_master_is_killed(clean):
+@pytest.mark.parametrize(
+    "faults",
+    [[kill("master", 1.5)], [kill("all", 1.5)], [kill("master", 1.5), kill("s2", 1.6)]],
+    ids=["master-killed", "all-killed-at-once", "every-holder-killed"],
+)
+def test_a_sigkill_never_excuses_a_lost_acknowledged_write(clean, faults):
+    # Nodes acknowledge only what is on their disk, and a SIGKILL leaves the disk.
     records, logs = clean
-    records = [*lost_tail(records, 1, ["master"]), kill("master", 1.5)]
+    records = [*lost_tail(records, 2, ["master", "s2"]), *faults]
+    assert properties(run(records, logs)) == {"ack_lost"}
+
+
+def test_write_may_be_lost_when_every_holder_lost_its_disk(clean):
+    records, logs = clean
+    records = [*lost_tail(records, 2, ["master", "s2"]), wipe("s2", 1.5)]
+    assert properties(run(records, logs)) == {"ack_lost"}  # the master still has its disk
+    records.append(wipe("master", 1.6))  # now both holders lost their copies
     report = run(records, logs)
     assert report.ok, [v.detail for v in report.violations]
     assert report.summary["acknowledged_lost_allowed"] == 1
 
 
-def test_write_held_by_a_surviving_secondary_must_survive_a_master_kill(clean):
+def test_a_wiped_node_not_among_the_holders_excuses_nothing(clean):
     records, logs = clean
-    records = [*lost_tail(records, 2, ["master", "s2"]), kill("master", 1.5)]
+    records = [*lost_tail(records, 2, ["master", "s2"]), wipe("master", 1.5), wipe("s1", 1.5)]
     assert properties(run(records, logs)) == {"ack_lost"}
-    records.append(kill("s2", 1.6))  # now both holders lost their copies
-    assert run(records, logs).ok
 
 
-def test_write_lost_only_if_killed_after_it_was_sent(clean):
+def test_write_lost_only_if_wiped_after_it_was_sent(clean):
     records, logs = clean
-    records = [*lost_tail(records, 1, ["master"], t0=1.0), kill("master", 0.5)]
+    # Wiped before the write: whatever it holds now, it acknowledged from its new disk.
+    records = [*lost_tail(records, 1, ["master"], t0=1.0), wipe("master", 0.5)]
     assert properties(run(records, logs)) == {"ack_lost"}
 
 
 def test_lost_write_never_moves_to_another_seq(clean):
     records, logs = clean
-    records = [*lost_tail(records, 1, ["master"]), kill("master", 1.5)]
+    records = [*lost_tail(records, 1, ["master"]), wipe("master", 1.5)]
     for node in logs:
         logs[node].append(entry(6, "q", "Q"))
         logs[node].append(entry(7, "z", "Z"))
@@ -319,16 +344,36 @@ def test_lost_write_never_moves_to_another_seq(clean):
     assert "ack_lost" in properties(run(records, logs))
 
 
-def test_reads_before_a_master_kill_may_be_rolled_back(clean):
+def test_reads_rolled_back_only_when_master_and_reader_lost_their_disks(clean):
     records, logs = clean
     records.append(seen("s1", entry(6, "t2", "T2"), t=1.0))  # shown, then never in the log
     assert properties(run(records, logs)) == {"stale_read"}
-    records.append(kill("master", 1.2))
+    # A restarted master reopens with its own log: a kill explains no rollback.
+    records += [kill("master", 1.2), kill("all", 1.3)]
+    assert properties(run(records, logs)) == {"stale_read"}
+    records.append(wipe("s1", 1.4))  # the reader's copy is gone, the master's is not
+    assert properties(run(records, logs)) == {"stale_read"}
+    records.append(wipe("master", 1.5))
     report = run(records, logs)
     assert report.ok and report.summary["rolled_back_reads"] == 1
 
 
+def test_a_read_shown_by_the_master_rolls_back_only_with_the_master_wiped(clean):
+    records, logs = clean
+    records += [seen("master", entry(6, "t2", "T2"), t=1.0), wipe("s1", 1.4), wipe("s2", 1.4)]
+    assert properties(run(records, logs)) == {"stale_read"}
+    records.append(wipe("master", 0.9))  # before the read: explains nothing
+    assert properties(run(records, logs)) == {"stale_read"}
+    records.append(wipe("master", 1.5))
+    assert run(records, logs).ok
+
+
 WALL = 1_800_000_000.0  # the run's t=0 as a Unix time
+
+
+def stamp(t):
+    """A node log's timestamp for `t` seconds into the run."""
+    return datetime.fromtimestamp(WALL + t, UTC).isoformat().replace("+00:00", "Z")
 
 
 def applied(node_seq_times):
@@ -336,14 +381,7 @@ def applied(node_seq_times):
     out = {}
     for node, pairs in node_seq_times.items():
         out[node] = [
-            {
-                "event": "applied",
-                "contiguous_seq": seq,
-                "timestamp": datetime.fromtimestamp(WALL + t, UTC)
-                .isoformat()
-                .replace("+00:00", "Z"),
-            }
-            for seq, t in pairs
+            {"event": "applied", "contiguous_seq": seq, "timestamp": stamp(t)} for seq, t in pairs
         ]
     return out
 
@@ -366,3 +404,33 @@ def test_ack_naming_a_secondary_that_did_not_hold_it_yet(clean):
     report = checker.check(records, logs, node_events=events)
     assert properties(report) == {"ack_unheld"}
     assert {v.evidence["write"]["id"] for v in report.violations} == {"c", "d"}
+
+
+def test_ack_naming_a_secondary_after_its_disk_was_wiped(clean):
+    records, logs = clean
+    records[0]["wall_start"] = WALL
+    events = applied({"s1": [(4, 0.5), (5, 3.0)], "s2": [(4, 0.5)]})
+    fresh = {"event": "storage_opened", "new": True, "last_seq": 0}
+    # A restart on the same disk changes nothing: s1 still holds 1..4.
+    events["s1"].insert(1, {**fresh, "new": False, "last_seq": 4, "timestamp": stamp(0.6)})
+    assert checker.check(records, logs, node_events=events).ok
+    # s1 came back on an empty disk at t=0.7: when the answers came (t=1.01), it
+    # held nothing, and the master knew it was a new incarnation.
+    events["s1"].insert(2, {**fresh, "timestamp": stamp(0.7)})
+    report = checker.check(records, logs, node_events=events)
+    assert properties(report) == {"ack_unheld"}
+    assert {v.evidence["write"]["id"] for v in report.violations} == {"c", "d"}
+    # Refilled up to 4 at t=0.9: held again when the answers came.
+    events["s1"].insert(3, {**events["s1"][0], "timestamp": stamp(0.9)})
+    assert checker.check(records, logs, node_events=events).ok
+
+
+def test_ack_from_a_disk_wiped_just_before_the_answer_still_counts(clean):
+    # s1 acknowledged from its old disk; the wipe and the fresh start came a moment
+    # before the answer reached the client, too late for the master to know.
+    records, logs = clean
+    records[0]["wall_start"] = WALL
+    events = applied({"s1": [(4, 0.5), (5, 3.0)], "s2": [(4, 0.5)]})
+    fresh = {"event": "storage_opened", "new": True, "last_seq": 0, "timestamp": stamp(0.9)}
+    events["s1"].insert(1, fresh)
+    assert checker.check(records, logs, node_events=events).ok

@@ -2,12 +2,16 @@
 
 Each node runs in its own network namespace (root needed) so links can be cut;
 without namespaces, process faults run on loopback addresses and the
-partition cases skip, saying why. Every scenario ends with the consistency
-checker: zero violations, writes acknowledged, faults injected.
+partition cases skip, saying why. Every node keeps its log on disk in the
+campaign's work dir, so a SIGKILL loses nothing acknowledged; `wipe` deletes
+a secondary's disk. Every scenario ends with the consistency checker: zero
+violations (no acknowledged write lost, none allowed), writes acknowledged,
+faults injected.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -92,7 +96,22 @@ def finish_clean(campaign: Campaign):
     assert outcome.converged, outcome.converge_detail
     assert report.summary["acknowledged"] > 0, summary
     assert report.summary["faults_injected"] > 0, summary
+    assert report.summary["acknowledged_lost_allowed"] == 0, summary
+    assert report.summary["rolled_back_reads"] == 0, summary
     return report
+
+
+def events(campaign: Campaign, node: str, event: str) -> list[dict]:
+    """`node`'s structured log events named `event`, across its restarts."""
+    out = []
+    for line in (campaign.workdir / f"{node}.log").read_text(errors="replace").splitlines():
+        if line.startswith("{") and f'"event":"{event}"' in line:
+            out.append(json.loads(line))
+    return out
+
+
+def last_acked_seq(campaign: Campaign) -> int:
+    return max(r["body"]["seq"] for r in acked(campaign))
 
 
 def acked_between(campaign: Campaign, start: float, end: float) -> list[dict]:
@@ -113,7 +132,7 @@ def test_sigkill_and_restart_a_secondary_during_writes(campaign_factory):
         fault = campaign.inject("kill", "s1")
         wait_for_acks(campaign, 20, "w<=2 writes acknowledged while s1 is dead")
         down_until = campaign.recorder.now()
-        campaign.heal(fault)  # restart: comes back with an empty log
+        campaign.heal(fault)  # restart: comes back with its data dir
         holders = {
             n for r in acked_between(campaign, fault.t, down_until) for n in r["body"]["acked_by"]
         }
@@ -123,6 +142,66 @@ def test_sigkill_and_restart_a_secondary_during_writes(campaign_factory):
     finish_clean(campaign)
     log = (campaign.workdir / "s1.log").read_text()
     assert log.count('"event":"listening"') == 3  # started, then restarted twice
+    opened = events(campaign, "s1", "storage_opened")
+    assert len(opened) == 3 and not any(o["new"] for o in opened[1:]), opened
+    assert all(o["last_seq"] > 0 for o in opened[1:]), "a killed secondary keeps its log"
+    assert len({o["incarnation"] for o in opened}) == 1
+
+
+@pytest.mark.timeout(90)
+def test_wipe_a_secondary_during_writes(campaign_factory):
+    campaign = campaign_factory(writers=6)
+    cluster = campaign.cluster
+    campaign.start_load()
+    wait_for_acks(campaign, 30, "writes acknowledged before any fault")
+    incarnation = cluster.health("s1")["incarnation"]
+    fault = campaign.inject("wipe", "s1")
+    assert not cluster.data_dir("s1").exists()
+    wait_for_acks(campaign, 20, "w<=2 writes acknowledged while s1 is down, its disk gone")
+    down_until = campaign.recorder.now()
+    campaign.heal(fault)  # starts with an empty data dir: a new incarnation
+    holders = {
+        n for r in acked_between(campaign, fault.t, down_until) for n in r["body"]["acked_by"]
+    }
+    assert "s1" not in holders, "a wiped secondary cannot acknowledge new writes while down"
+    wait_until(lambda: secondary_connected(campaign, "s1"), 20, what="s1 back and streaming")
+    assert cluster.health("s1")["incarnation"] != incarnation
+    wait_for_acks(campaign, 20, "writes acknowledged after the wipe")
+    finish_clean(campaign)
+    opened = events(campaign, "s1", "storage_opened")
+    assert [o["new"] for o in opened] == [True, True], opened  # created, then created again
+    assert events(campaign, "master", "secondary_new_incarnation")
+    assert (cluster.data_dir("s1") / "identity.json").exists()
+
+
+@pytest.mark.timeout(90)
+def test_kill_every_node_at_once_then_restart_them(campaign_factory):
+    campaign = campaign_factory(writers=6, master_faults=True)
+    cluster = campaign.cluster
+    campaign.start_load()
+    wait_for_acks(campaign, 30, "writes acknowledged before any fault")
+    fault = campaign.inject("kill_all")
+    assert fault.target == "all" and not any(n.alive() for n in cluster.nodes.values())
+    acked_before = last_acked_seq(campaign)
+    wait_until(
+        lambda: any(
+            r.get("error") == "refused" and r["t0"] > fault.t
+            for r in campaign.recorder.of_type("write")
+        ),
+        10,
+        what="clients finding the master gone",
+    )
+    campaign.heal(fault)  # every node starts again on its own data dir
+    wait_for_acks(campaign, 30, "writes acknowledged after every node restarted", timeout=30)
+    finish_clean(campaign)
+    # The master reopened at once with its own log, everything acknowledged in it.
+    opened = events(campaign, "master", "opened")
+    assert len(opened) == 2 and opened[1]["last_seq"] >= acked_before, opened
+    assert opened[1]["epoch"] > opened[0]["epoch"]
+    assert not events(campaign, "master", "recovery_started")
+    for name in cluster.secondary_names:
+        reopened = events(campaign, name, "storage_opened")[-1]
+        assert not reopened["new"] and reopened["last_seq"] > 0, (name, reopened)
 
 
 @pytest.mark.timeout(90)
@@ -187,7 +266,8 @@ def test_short_randomized_campaign(campaign_factory):
     campaign.start_load()
     campaign.run_schedule()
     report = finish_clean(campaign)
-    expected = {"kill", "pause"} | ({"cut", "isolate", "partition_master"} if NETNS_OK else set())
+    expected = {"kill", "wipe", "pause"}
+    expected |= {"cut", "isolate", "partition_master"} if NETNS_OK else set()
     assert set(campaign.kinds()) == expected
     assert report.summary["faults_injected"] >= 5
 
@@ -206,18 +286,24 @@ def test_sigkill_and_restart_the_master_during_writes(campaign_factory):
         10,
         what="clients finding the master gone",
     )
-    campaign.heal(fault)  # restart: it must recover its log from the secondaries
+    campaign.heal(fault)  # restart: it reopens at once with its own log, in a new epoch
     wait_for_acks(campaign, 30, "writes acknowledged by the restarted master", timeout=30)
     finish_clean(campaign)
+    opened = events(campaign, "master", "opened")
+    assert len(opened) == 2 and opened[1]["epoch"] > opened[0]["epoch"], opened
 
 
 @pytest.mark.timeout(150)
 def test_short_randomized_campaign_with_master_faults(campaign_factory):
-    campaign = campaign_factory(duration=20.0, seed=20240602, writers=6, master_faults=True)
-    assert {"kill_master", "pause_master"} <= set(campaign.kinds())
+    # This seed's schedule (in both modes) has kill_all and wipe among its first faults,
+    # mixed with master restarts and (with namespaces) partitions.
+    campaign = campaign_factory(duration=20.0, seed=20240634, writers=6, master_faults=True)
+    assert {"kill_master", "pause_master", "kill_all", "wipe"} <= set(campaign.kinds())
     campaign.start_load()
     campaign.run_schedule()
-    finish_clean(campaign)
+    report = finish_clean(campaign)
+    by_kind = report.summary["faults_by_kind"]
+    assert {"kill_all", "wipe"} <= set(by_kind), by_kind
 
 
 @pytest.mark.timeout(90)
@@ -225,10 +311,12 @@ def test_loopback_mode_process_faults(campaign_factory):
     """The fallback used where namespaces are not available."""
     campaign = campaign_factory(mode="loopback", duration=6.0, seed=3, writers=4)
     assert campaign.cluster.topology is None
-    assert set(campaign.kinds()) == {"kill", "pause"}
+    assert set(campaign.kinds()) == {"kill", "wipe", "pause"}
     campaign.start_load()
     campaign.run_schedule()
     finish_clean(campaign)
+    for name in campaign.cluster.names:
+        assert (campaign.workdir / "data" / name / "identity.json").exists(), name
 
 
 @needs_netns
