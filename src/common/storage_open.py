@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 import structlog
 
@@ -33,14 +34,14 @@ def open_node_store(prog: str, config: StorageConfig, node: str, role: str) -> N
         )
     except CorruptLog as exc:
         log.error("log_corrupt", file=str(exc.path), offset=exc.offset, reason=exc.reason)
-        _refuse(
+        refuse(
             prog,
             f"{exc}. The disk is damaged; start with --repair to truncate the log at "
             "this record (the rest is then refilled from the other nodes)",
         )
     except (StoreError, OSError) as exc:
         log.error("storage_error", error=str(exc))
-        _refuse(prog, str(exc))
+        refuse(prog, str(exc))
     replay = store.replay
     if replay.torn is not None:
         log.warning(
@@ -72,7 +73,8 @@ def open_node_store(prog: str, config: StorageConfig, node: str, role: str) -> N
     return store
 
 
-def _refuse(prog: str, message: str) -> None:
+def refuse(prog: str, message: str) -> NoReturn:
+    """Exit 2 with `prog: message` on stderr: this data directory must not be used."""
     structlog.get_logger("replog").info("exiting", status=EXIT_STORAGE)
     sys.stdout.flush()
     print(f"{prog}: {message}", file=sys.stderr)

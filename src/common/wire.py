@@ -32,6 +32,10 @@ LOG_PATH = "/replication/log"
 # Largest stream message either end accepts; batches stay far below it.
 MAX_MESSAGE_BYTES = 256 << 20
 HEARTBEAT = orjson.dumps({"type": "heartbeat"})
+# Seqs and epochs anywhere in the protocol stay below this (an epoch also
+# travels as a query parameter of at most 18 digits; the clock-based epochs of
+# an in-memory master are about 2e12).
+MAX_INT = 10**15
 
 
 class WireError(ValueError):
@@ -65,11 +69,16 @@ def decode(raw: str | bytes, *expected_types: str) -> dict[str, Any]:
     return doc
 
 
+def valid_int(value: object) -> bool:
+    """A seq or epoch: an integer in 0..MAX_INT (booleans are not integers)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
+
+
 def decode_int(doc: dict[str, Any], key: str) -> int:
     value = doc.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise WireError(f"{key!r} must be a non-negative integer")
-    return value
+    if not valid_int(value):
+        raise WireError(f"{key!r} must be an integer from 0 to {MAX_INT}")
+    return value  # type: ignore[return-value]
 
 
 def decode_seq(doc: dict[str, Any], key: str = "contiguous_seq") -> int:

@@ -448,7 +448,9 @@ class ReplicationLog:
         """The secondary holds 1..contiguous_seq. Returns waiters now satisfied."""
         progress = self._secondaries[secondary_id]
         self.heard_from(secondary_id, now)
-        contiguous_seq = min(contiguous_seq, self.last_seq)
+        # Never more than this stream matched or sent: an ACK sent before the
+        # secondary applied `sync` may still cover a suffix it is about to discard.
+        contiguous_seq = min(contiguous_seq, progress.sent_seq)
         if not progress.connected or contiguous_seq <= progress.acked_seq:
             return []
         progress.acked_seq = contiguous_seq

@@ -10,24 +10,35 @@ import structlog
 from common import loop
 from common.logs import configure_logging
 from common.process import serve_until_signalled
-from common.storage_open import EXIT_STORAGE, open_node_store
+from common.storage_open import open_node_store, refuse
 from master.app import make_server
 from master.config import MasterConfig, parse_config
 from master.node import MasterNode
-from storage.node_store import NodeStore
+from storage.node_store import NodeStore, StoreError
+
+PROG = "replog-master"
 
 
-async def run(config: MasterConfig, store: NodeStore) -> None:
-    node = MasterNode(config, store)
-    recovery = node.recovery
-    if recovery is not None and recovery.strict and recovery.expected == 0:
+def make_node(config: MasterConfig, store: NodeStore) -> MasterNode:
+    """The node on its store, or exit 2 saying why the data directory cannot serve."""
+    try:
+        node = MasterNode(config, store)
+    except StoreError as exc:
         store.close()
-        print(
-            "replog-master: recovering the log needs the secondaries: pass --secondaries K "
-            "(how many secondaries hold the cluster's data)",
-            file=sys.stderr,
+        refuse(PROG, str(exc))
+    recovery = node.recovery
+    if config.recover and recovery is not None and recovery.expected == 0:
+        store.close()
+        refuse(
+            PROG,
+            "recovering the log needs the secondaries: pass --secondaries K (how many "
+            "secondaries hold the cluster's data)",
         )
-        sys.exit(EXIT_STORAGE)
+    return node
+
+
+async def run(config: MasterConfig, node: MasterNode) -> None:
+    store = node.store
     server = make_server(node)
 
     async def start() -> None:
@@ -53,9 +64,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(argv)
     # Buffered: several events per write, written once per event-loop iteration.
     configure_logging(config.log_format, node="master", buffered=True)
-    store = open_node_store("replog-master", config.storage, "master", role="master")
+    store = open_node_store(PROG, config.storage, "master", role="master")
+    node = make_node(config, store)
     try:
-        loop.run(run(config, store))
+        loop.run(run(config, node))
     except OSError as exc:
         print(
             f"replog-master: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
+from common import wire
 from common.web import JsonHandler, decode_json_body, parse_paging, render_messages
 from core import IdConflict, LogReport, ReadOnly, RequestError, parse_write
 from core.write_request import show
@@ -120,8 +121,8 @@ class RegisterHandler(JsonHandler):
         numbers = {}
         for key in ("contiguous_seq", "last_epoch", "sync_epoch", "stream_epoch"):
             value = doc.get(key, 0)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise RequestError(400, f'"{key}" must be a non-negative integer')
+            if not wire.valid_int(value):
+                raise RequestError(400, f'"{key}" must be an integer from 0 to {wire.MAX_INT}')
             numbers[key] = value
         strings = {}
         for key in ("incarnation", "cluster_id"):

@@ -35,11 +35,10 @@ from core import (
 from master.config import MasterConfig
 from master.recovery_fetch import FetchError, check_fetched, fetch_log
 from master.replicator import SecondaryLink
-from storage.node_store import NodeStore, open_store
+from storage.node_store import NodeStore, StoreError, open_store
 
 log = structlog.get_logger("replog.master")
 
-STATE = "state.json"
 MEMBERSHIP = "membership.json"
 
 
@@ -116,7 +115,7 @@ class MasterNode:
         self.opened = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._recovering = False
-        state = self.store.load(STATE) or {}
+        state = self.store.state
         self.cluster_id: str | None = state.get("cluster_id")
         # The highest epoch this master has opened in (persisted before opening).
         self._epoch_seen: int = state.get("epoch", 0)
@@ -132,8 +131,14 @@ class MasterNode:
 
     def _restore_membership(self) -> None:
         doc = self.store.load(MEMBERSHIP) or {}
-        for member in doc.get("members", []):
-            self.log.restore_member(member["id"], member["url"], member.get("incarnation", ""))
+        members = doc.get("members", [])
+        fields = ("id", "url", "incarnation")
+        if not isinstance(members, list) or not all(
+            isinstance(m, dict) and all(isinstance(m.get(k), str) for k in fields) for m in members
+        ):
+            raise StoreError(f"{MEMBERSHIP} is damaged: expected members with id, url, incarnation")
+        for member in members:
+            self.log.restore_member(member["id"], member["url"], member["incarnation"])
 
     def _save_membership(self) -> None:
         self.store.save(MEMBERSHIP, {"members": self.log.membership()})
@@ -145,7 +150,8 @@ class MasterNode:
             # Nothing of its own: learn the log from the secondaries (lenient rules).
             return Recovery(self.config.recovery_grace)
         records = store.replay.records
-        if not (self.config.recover or store.replay.repaired):
+        log_lost = bool(store.state.get("log_lost"))
+        if not (self.config.recover or log_lost):
             if self.cluster_id is None and records:
                 # A log without the state that names its cluster: do not guess.
                 log.warning("cluster_unknown", last_seq=len(records))
@@ -156,15 +162,19 @@ class MasterNode:
             "",
             len(records),
             last_epoch=records[-1][1] if records else 0,
-            sync_epoch=self._epoch_seen,
+            # A log cut short no longer holds all its epoch's opening log.
+            sync_epoch=0 if log_lost else self._epoch_seen,
             stream_epoch=self._epoch_seen,
             incarnation=store.identity.incarnation,
             cluster_id=self.cluster_id,
         )
-        expected = max(self.config.secondaries, len(self.log.secondaries))
+        # --secondaries says how many survivors to wait for; else every known member.
+        expected = self.config.secondaries or len(self.log.secondaries)
+        # Until it opens, every start must recover again (a crash midway included).
+        store.update_state(log_lost=True)
         log.warning(
             "recovery_started",
-            reason="--recover" if self.config.recover else "log repaired or cluster unknown",
+            reason="--recover" if self.config.recover else "log cut short or cluster unknown",
             expected_secondaries=expected,
             own_last_seq=len(records),
         )
@@ -182,7 +192,9 @@ class MasterNode:
     def _open(self, entries: list, epoch: int) -> None:
         """Persist the epoch (and cluster) first, then take writes in it."""
         self._epoch_seen = epoch
-        self.store.save(STATE, {"cluster_id": self.cluster_id, "epoch": epoch})
+        self.store.update_state(
+            cluster_id=self.cluster_id, epoch=epoch, opened_seq=len(entries), log_lost=None
+        )
         self.log.adopt(entries, epoch)
         self.store.replay.records = []
         self.opened.set()
@@ -326,7 +338,9 @@ class MasterNode:
                 incarnation=report.incarnation,
                 previous=old_incarnation,
             )
-        if changed and self.store.kind == "disk":
+        if changed and self.store.kind == "disk" and self.log.epoch is not None:
+            # (While recovering, members are saved once it opens: a refused or
+            # mistaken reporter must not stay a member for good.)
             self._save_membership()
         log.info(
             "secondary_registered",

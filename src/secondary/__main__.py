@@ -10,16 +10,18 @@ import structlog
 from common import loop
 from common.logs import configure_logging
 from common.process import serve_until_signalled
-from common.storage_open import open_node_store
+from common.storage_open import open_node_store, refuse
 from secondary.app import make_server
 from secondary.config import SecondaryConfig, parse_config
 from secondary.node import SecondaryNode
 from secondary.registrar import Registrar
-from storage.node_store import NodeStore
+from storage.node_store import StoreError
+
+PROG = "replog-secondary"
 
 
-async def run(config: SecondaryConfig, store: NodeStore) -> None:
-    node = SecondaryNode(config, store)
+async def run(config: SecondaryConfig, node: SecondaryNode) -> None:
+    store = node.store
     server = make_server(node)
     registrar = Registrar(node)
 
@@ -46,11 +48,14 @@ async def run(config: SecondaryConfig, store: NodeStore) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(argv)
     configure_logging(config.log_format, node=config.secondary_id)
-    store = open_node_store(
-        "replog-secondary", config.storage, config.secondary_id, role="secondary"
-    )
+    store = open_node_store(PROG, config.storage, config.secondary_id, role="secondary")
     try:
-        loop.run(run(config, store))
+        node = SecondaryNode(config, store)
+    except StoreError as exc:
+        store.close()
+        refuse(PROG, str(exc))
+    try:
+        loop.run(run(config, node))
     except OSError as exc:
         print(
             f"replog-secondary: cannot listen on {config.host}:{config.port}: {exc}",

@@ -70,6 +70,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         self.node = node
         self.epoch = 0
         self.cluster_id = ""
+        self._synced = False
         self._delayed: set[asyncio.Task[None]] = set()
 
     def get(self, *args: str, **kwargs: str) -> object:
@@ -125,6 +126,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
                 contiguous = self.node.sync(
                     epoch, wire.decode_int(doc, "keep"), wire.decode_int(doc, "epoch_start")
                 )
+                self._synced = True
                 self.send_ack(contiguous)
             else:
                 self._receive(wire.decode_entries(doc))
@@ -159,7 +161,9 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         self.node.apply(entries, self.epoch)
 
     def send_ack(self, durable_seq: int) -> None:
-        self._send(wire.encode_ack(durable_seq))
+        # Nothing before `sync`: what we hold may include a suffix it discards.
+        if self._synced:
+            self._send(wire.encode_ack(durable_seq))
 
     def _send(self, payload: bytes) -> None:
         # On a closed stream, drop it: the next stream's hello reports our progress.

@@ -10,11 +10,9 @@ import structlog
 
 from core import Entry, FollowerLog
 from secondary.config import SecondaryConfig
-from storage.node_store import NodeStore, open_store
+from storage.node_store import NodeStore, StoreError, open_store
 
 log = structlog.get_logger("replog.secondary")
-
-STATE = "state.json"
 
 
 class Stream(Protocol):
@@ -33,32 +31,37 @@ class SecondaryNode:
         self.stream_changed = asyncio.Event()
         self.last_heard_from_master = time.monotonic()
         self.cluster_id: str | None = None
-        self._saved_state: dict = {}
         self._restore()
         self.store.on_durable = self._durable
 
     def _restore(self) -> None:
         store = self.store
-        state = store.load(STATE) or {}
-        self._saved_state = state
+        state = store.state
         self.cluster_id = state.get("cluster_id")
-        # A log cut short by --repair no longer holds all it synced with.
-        sync_epoch = 0 if store.replay.repaired else state.get("sync_epoch", 0)
-        entries = [tuple.__new__(Entry, record) for record in store.replay.records]
+        records = store.replay.records
+        if records and self.cluster_id is None:
+            if not self.config.storage.repair:
+                raise StoreError(
+                    f"{store.data_dir} holds a log but no cluster id (state.json is lost?): "
+                    "start with --repair to discard the log and be refilled by the master"
+                )
+            store.truncate(0)
+            records = []
+        # A log cut short (--repair, lost files) no longer holds all it synced with.
+        sync_epoch = 0 if state.get("log_lost") else state.get("sync_epoch", 0)
+        entries = [tuple.__new__(Entry, record) for record in records]
         store.replay.records = []
         self.follower.restore(entries, state.get("stream_epoch", 0), sync_epoch)
         self._save_state()
 
     def _save_state(self) -> None:
-        """Persist what must survive a restart; only when it changed (it rarely does)."""
-        state = {
-            "cluster_id": self.cluster_id,
-            "stream_epoch": self.follower.stream_epoch,
-            "sync_epoch": self.follower.sync_epoch,
-        }
-        if state != self._saved_state:
-            self.store.save(STATE, state)
-            self._saved_state = state
+        """Persist what must survive a restart (written only when it changed)."""
+        self.store.update_state(
+            cluster_id=self.cluster_id,
+            stream_epoch=self.follower.stream_epoch,
+            sync_epoch=self.follower.sync_epoch,
+            log_lost=None,
+        )
 
     # -- cluster membership ------------------------------------------------
 
@@ -177,7 +180,7 @@ class SecondaryNode:
     def _durable(self, seq: int) -> None:
         """The store synced 1..seq: acknowledge it (and note a completed catch-up)."""
         self.follower.mark_durable(seq)
-        if self.follower.sync_epoch != self._saved_state.get("sync_epoch"):
+        if self.follower.sync_epoch != self.store.state.get("sync_epoch", 0):
             self._save_state()
         self._send_ack()
 

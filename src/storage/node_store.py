@@ -7,7 +7,9 @@
   the master tells a node that lost its disk from one that did not.
 - `state.json`: small state, replaced atomically (write, fsync, rename, fsync
   the directory): the cluster this node belongs to, the highest epoch it has
-  seen, and on a secondary its sync epoch.
+  seen, on a secondary its sync epoch; and, kept here, how long the log was
+  at the last start (`opened_seq`: a log found shorter lost files) and
+  whether the log was cut short and not yet made whole again (`log_lost`).
 - `membership.json` (master): each secondary's id, URL and incarnation.
 - `log/`: the log's segment files (storage.segments).
 
@@ -33,6 +35,16 @@ from storage.segments import DEFAULT_SEGMENT_BYTES, Replay, SegmentLog
 
 FSYNC_MODES = ("always", "never")
 IDENTITY = "identity.json"
+STATE = "state.json"
+# The state's fields and their types (None: absent or null).
+STATE_FIELDS: dict[str, type] = {
+    "cluster_id": str,
+    "epoch": int,
+    "stream_epoch": int,
+    "sync_epoch": int,
+    "opened_seq": int,
+    "log_lost": bool,
+}
 LOG_DIR = "log"
 
 
@@ -74,6 +86,15 @@ class NodeStore:
         self.on_durable: Callable[[int], None] = _ignore_durable
         self.on_failure: Callable[[BaseException], None] = _raise
         self._docs: dict[str, dict] = {}
+        self.state: dict = {}
+
+    def update_state(self, **fields: object) -> None:
+        """Change some state fields (None removes one) and persist the whole state."""
+        state = {**self.state, **fields}
+        state = {key: value for key, value in state.items() if value is not None}
+        if state != self.state:
+            self.save(STATE, state)
+            self.state = state
 
     def load(self, name: str) -> dict | None:
         return self._docs.get(name)
@@ -165,6 +186,9 @@ class DiskStore(NodeStore):
             self._durable(self.log.last_seq)
 
     def truncate(self, keep: int) -> None:
+        if keep < self.state.get("opened_seq", 0):
+            # First: a shorter log at the next start must not look like lost files.
+            self.update_state(opened_seq=keep)
         self.log.truncate(keep)
         self.durable_seq = min(self.durable_seq, keep)
         if self._group is not None:
@@ -172,6 +196,7 @@ class DiskStore(NodeStore):
             self._group.request()
 
     def reset(self, entries: Sequence[Entry]) -> None:
+        self.update_state(opened_seq=0, log_lost=True)
         self.log.reset(entries)
         self.durable_seq = len(entries)
         if self._group is not None:
@@ -182,8 +207,11 @@ class DiskStore(NodeStore):
         return self._group.stats.to_json() if self._group is not None else None
 
     def close(self) -> None:
+        """A clean stop: sync what is left and note how long the log is."""
         if self._group is not None:
             self._group.close()
+        self.log.sync_now()
+        self.update_state(opened_seq=self.log.last_seq)
         self.log.close()
 
 
@@ -210,11 +238,56 @@ def open_store(
     except OSError as exc:
         raise StoreError(f"cannot create data directory {data_dir}: {exc}") from None
     identity, fresh = _identity(fs, data_dir, node, role)
+    if fresh:
+        fs.sync_dir(data_dir.parent)  # the new directory's own name
     log = SegmentLog(fs, data_dir / LOG_DIR, segment_bytes)
     store = DiskStore(identity, fresh, fs, data_dir, log, fsync)
-    store.replay = log.replay(repair=repair)
+    store.state = _checked_state(store.load(STATE), data_dir / STATE)
+    lost = not fresh and not _exists(fs, data_dir / LOG_DIR)
+    if lost and not repair:
+        raise StoreError(
+            f"{data_dir / LOG_DIR} is missing (an unmounted volume, a deleted directory?): "
+            "restore it, or start with --repair to go on without it (the log is then "
+            "refilled or recovered from the other nodes)"
+        )
+
+    def note_log_lost() -> None:
+        store.update_state(log_lost=True)
+
+    store.replay = log.replay(repair=repair, before_repair=note_log_lost)
+    replayed, held = len(store.replay.records), store.state.get("opened_seq", 0)
+    if replayed < held or lost:
+        if not repair:
+            raise StoreError(
+                f"{data_dir / LOG_DIR} holds {replayed} entries, but held {held} when this "
+                "node last started: log files are missing (an unmounted volume, a deleted "
+                "file?). Restore them, or start with --repair to go on without them (the "
+                "rest is refilled from the other nodes)"
+            )
+        store.update_state(log_lost=True)
+    store.update_state(opened_seq=replayed)
     store.opened()
     return store
+
+
+def _exists(fs: FileSystem, directory: Path) -> bool:
+    try:
+        fs.list_dir(directory)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _checked_state(doc: dict | None, path: Path) -> dict:
+    state = doc or {}
+    for key, value in state.items():
+        kind = STATE_FIELDS.get(key)
+        ok = kind is not None and type(value) is kind
+        if ok and kind is int:
+            ok = 0 <= value < 2**63  # type: ignore[operator]
+        if not ok:
+            raise StoreError(f"{path} is damaged: bad field {key!r}: {value!r}")
+    return state
 
 
 def _identity(fs: FileSystem, data_dir: Path, node: str, role: str) -> tuple[Identity, bool]:

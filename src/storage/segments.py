@@ -27,7 +27,7 @@ import gc
 import itertools
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,17 +202,26 @@ class SegmentLog:
         self._dir_dirty = False
         self._jobs_inflight = 0
         self._retired: list[AppendFile] = []
+        self._before_repair: Callable[[], None] | None = None
 
     def _path(self, first_seq: int) -> Path:
         return self.directory / segment_name(first_seq)
 
     # -- replay ----------------------------------------------------------
 
-    def replay(self, repair: bool = False) -> Replay:
-        """Read the whole log; truncate a torn tail; raise CorruptLog for damage."""
+    def replay(
+        self, repair: bool = False, before_repair: Callable[[], None] | None = None
+    ) -> Replay:
+        """Read the whole log; truncate a torn tail; raise CorruptLog for damage.
+
+        With `repair`, `before_repair` runs before anything is cut, so the caller
+        can durably note that its log is being shortened (a crash midway must not
+        make the shorter log look whole at the next start).
+        """
         # Millions of small lists: the cyclic GC would rescan them over and over.
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        self._before_repair = before_repair
         try:
             return self._replay(repair)
         finally:
@@ -235,7 +244,7 @@ class SegmentLog:
                 reason = f"segment starts at seq {first}, expected {expected}"
                 if not repair:
                     raise CorruptLog(path, 0, reason)
-                result.repaired = self._cut(path, 0, reason, (segment_name(first), *later))
+                result.repaired = self._repair(path, 0, reason, (segment_name(first), *later))
                 break
             data = self.fs.read(path)
             frames = _frames(data)
@@ -251,7 +260,7 @@ class SegmentLog:
             if newest and not _valid_record_after(data, end):
                 result.torn = self._cut(path, end, why, (), size=len(data))
             elif repair:
-                result.repaired = self._cut(path, end, why, later, size=len(data))
+                result.repaired = self._repair(path, end, why, later, size=len(data))
             else:
                 raise CorruptLog(path, end, why)
             break
@@ -259,7 +268,18 @@ class SegmentLog:
         self._drop_empty_tail()
         if self._segments:
             self._current = self.fs.open_append(self._path(self._segments[-1]))
+            # What a killed process wrote but never synced is still only in the
+            # page cache: sync it (and its name) before anything counts it as held.
+            self._current.sync()
+            self.fs.sync_dir(self.directory)
         return result
+
+    def _repair(
+        self, path: Path, offset: int, reason: str, removed: tuple[str, ...], size: int = 0
+    ) -> Cut:
+        if self._before_repair is not None:
+            self._before_repair()
+        return self._cut(path, offset, reason, removed, size)
 
     def _cut(
         self, path: Path, offset: int, reason: str, removed: tuple[str, ...], size: int = 0
@@ -304,7 +324,9 @@ class SegmentLog:
             # lost its name) would be taken for damage. One sync per segment.
             self._current.sync()
             self.fs.sync_dir(self.directory)
-            # Closed once no sync can be using it.
+            # Synced: no later sync job needs it. Closed once none running uses it.
+            if self._current in self._dirty:
+                self._dirty.remove(self._current)
             self._retire(self._current)
         self._current = self.fs.open_append(self._path(first_seq))
         self._segments.append(first_seq)

@@ -84,6 +84,7 @@ async def test_write_waits_for_w_then_answers_with_the_resolved_w(http_client, b
         await asyncio.sleep(0.01)
     # A secondary acknowledges (the core events a replication link would deliver).
     node.log.stream_opened("s1", 0, now=time.monotonic())
+    node.log.next_batch("s1")
     node.acked("s1", 1)
     code, body = await task
     assert code == 201

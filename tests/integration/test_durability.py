@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -355,3 +356,100 @@ def test_a_master_whose_clock_steps_back_still_opens_in_a_higher_epoch(cluster_f
     assert time.time() - time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) > 2 * 86400
     after = cluster.write("after", w=3, id="a")
     assert after.status == 201 and after.body["acked_by"] == ["master", "s1", "s2"]
+
+
+def test_an_interrupted_repair_is_not_forgotten_at_the_next_start(cluster_factory):
+    cluster = three_nodes(cluster_factory)
+    for i in range(5):
+        assert cluster.write(f"m{i}", w=3, id=i).status == 201
+    expected = wait_converged(cluster)
+    for node in cluster.nodes():
+        node.kill()
+    master = cluster.master
+    (segment,) = segments(cluster, "master")
+    corrupt_second_record(segment)
+    master.argv.append("--repair")
+    master.start()  # cuts its log at record 2, then waits for the secondaries
+    wait_until(lambda: master.health()["status"] == "recovering", what="recovering")
+    master.kill()
+    master.argv.remove("--repair")
+    master.start()  # without --repair: it must go on recovering, not open with 1 entry
+    wait_until(lambda: master.health()["status"] == "recovering", what="recovering again")
+    for node in cluster.secondaries.values():
+        node.start()
+    wait_open(cluster)
+    assert wait_converged(cluster) == expected
+    for node in cluster.secondaries.values():
+        assert events(node, "log_truncated") == []
+
+
+def test_a_repaired_master_does_not_outrank_secondaries_holding_more(cluster_factory):
+    cluster = three_nodes(cluster_factory)
+    for i in range(5):
+        assert cluster.write(f"m{i}", w=3, id=i).status == 201
+    expected = wait_converged(cluster)
+    for node in cluster.secondaries.values():
+        node.kill()
+    master = cluster.master
+    master.kill()
+    master.start()  # opens in a newer epoch, read-only without its secondaries
+    wait_until(lambda: master.health()["epoch"] == 2, what="master reopened in epoch 2")
+    master.kill()
+    (segment,) = segments(cluster, "master")
+    corrupt_second_record(segment)
+    master.argv.append("--repair")
+    master.start()
+    for node in cluster.secondaries.values():
+        node.start()
+    wait_open(cluster)
+    assert wait_converged(cluster) == expected
+
+
+def test_a_master_whose_log_files_vanished_refuses_to_start(cluster_factory):
+    cluster = three_nodes(cluster_factory)
+    for i in range(5):
+        assert cluster.write(f"m{i}", w=3, id=i).status == 201
+    expected = wait_converged(cluster)
+    master = cluster.master
+    master.stop()  # a clean stop notes how long the log is
+    for segment in segments(cluster, "master"):
+        segment.unlink()
+    master.start()
+    assert master.proc.wait(20) == 2
+    assert "held 5 when this node last started: log files are missing" in (
+        master.log_path.read_text()
+    )
+    shutil.rmtree(cluster.data_dir("master") / "log")
+    master.start()
+    assert master.proc.wait(20) == 2
+    assert f"{cluster.data_dir('master') / 'log'} is missing" in master.log_path.read_text()
+    master.argv.append("--repair")
+    master.start()
+    wait_open(cluster)
+    assert master.messages() == expected
+    for node in cluster.secondaries.values():
+        assert events(node, "log_truncated") == []
+
+
+def test_a_damaged_state_file_is_refused_with_a_message(cluster_factory):
+    cluster = cluster_factory(secondaries=0)
+    master = cluster.start_master()
+    master.kill()
+    (cluster.data_dir("master") / "state.json").write_text('{"epoch": "7"}')
+    master.start()
+    assert master.proc.wait(20) == 2
+    assert "state.json is damaged" in master.log_path.read_text()
+
+
+def test_a_master_without_secondaries_can_be_repaired(cluster_factory):
+    cluster = cluster_factory(secondaries=0)
+    master = cluster.start_master()
+    for i in range(3):
+        assert cluster.write(f"m{i}", w=1, id=i).status == 201
+    master.kill()
+    (segment,) = segments(cluster, "master")
+    corrupt_second_record(segment)
+    master.argv.append("--repair")
+    master.start()
+    wait_open(cluster)
+    assert [m["id"] for m in master.messages()] == [0]

@@ -227,12 +227,25 @@ class LossyFileSystem:
             return after
 
     def kill(self) -> LossyFileSystem:
-        """What a restart finds after the process died (the OS kept every write)."""
+        """What a restart finds after the process died: the OS kept every write,
+        but what was never synced is still only in its cache (a power cut later
+        can lose it)."""
         with self.lock:
             after = LossyFileSystem()
             after.dirs = set(self.dirs)
+            copies: dict[int, _Inode] = {}
+
+            def copy(inode: _Inode) -> _Inode:
+                if id(inode) not in copies:
+                    twin = _Inode(bytes(inode.data))
+                    twin.synced, twin.pending = inode.synced, list(inode.pending)
+                    copies[id(inode)] = twin
+                return copies[id(inode)]
+
             for path, inode in self.files.items():
-                after.files[path] = after.synced_names[path] = _Inode(bytes(inode.data))
+                after.files[path] = copy(inode)
+            for path, inode in self.synced_names.items():
+                after.synced_names[path] = copy(inode)
             return after
 
     def unsynced(self) -> bool:

@@ -264,21 +264,24 @@ def test_fsync_never_reports_durable_at_once():
             assert acked[-1] == store.durable_seq == start + 3
         assert store.sync_stats() is None
         assert fs.unsynced()
+        # Images of a crash now (a clean stop would sync everything).
+        killed = fs.kill()
+        power_cuts = [fs.crash(random.Random(seed)) for seed in range(20)]
         store.close()
-        return fs, entries
+        return killed, power_cuts, entries
 
-    fs, entries = asyncio.run(main())
+    killed, power_cuts, entries = asyncio.run(main())
     wire = [e.to_wire() for e in entries]
 
     # A process crash: the OS kept every write.
-    store = open_disk(fs.kill(), 100, fsync="never")
+    store = open_disk(killed, 100, fsync="never")
     assert store.replay.records == wire and store.replay.torn is None
     store.close()
 
     # A power cut: what was never synced may be gone, but what is left is a prefix.
     lost = 0
-    for seed in range(20):
-        store = open_disk(fs.crash(random.Random(seed)), 100, fsync="never")
+    for seed, image in enumerate(power_cuts):
+        store = open_disk(image, 100, fsync="never")
         records = store.replay.records
         assert records == wire[: len(records)], seed
         lost += len(records) < len(wire)

@@ -27,6 +27,13 @@ class InMemoryLog(ReplicationLog):
         return appended
 
 
+def send(log: ReplicationLog, *names: str) -> None:
+    """Put everything in the log on these secondaries' streams."""
+    for name in names:
+        while log.next_batch(name) is not None:
+            pass
+
+
 def make_log(secondaries=("s1", "s2"), expected=2, cls=InMemoryLog, **kw) -> ReplicationLog:
     """An open master whose secondaries are connected and healthy at time 0."""
     log = cls(expected_secondaries=expected, **kw)
@@ -88,6 +95,7 @@ def test_waiter_resolves_when_ack_set_reaches_w():
     log = make_log()
     seq = log.append("a", None).entry.seq
     assert log.wait_for("t", seq, 3) is None
+    send(log, "s1", "s2")
     assert log.record_ack("s1", 1, now=0.0) == []
     (done,) = log.record_ack("s2", 1, now=0.0)
     assert done.token == "t" and done.acked_by == (MASTER, "s1", "s2")
@@ -100,6 +108,7 @@ def test_ack_of_a_later_prefix_covers_earlier_entries():
         log.append(f"m{i}", None)
     log.wait_for("first", 1, 2)
     log.wait_for("third", 3, 2)
+    send(log, "s1")
     satisfied = {s.token for s in log.record_ack("s1", 3, now=0.0)}
     assert satisfied == {"first", "third"}
     assert log.ack_set(2) == (MASTER, "s1")
@@ -183,8 +192,20 @@ def test_reregistration_with_an_empty_log_refills_from_the_start():
 def test_acks_beyond_the_log_are_capped():
     log = make_log()
     log.append("a", None)
+    send(log, "s1")
     log.record_ack("s1", 99, now=0.0)
     assert log.progress("s1").acked_seq == 1
+
+
+def test_an_ack_beyond_what_the_stream_matched_or_sent_is_capped():
+    """An ACK the secondary sent before applying `sync` may cover a suffix it discards."""
+    log = make_log()
+    for i in range(5):
+        log.append(f"m{i}", None)
+    log.stream_opened("s1", keep=3, now=0.0)
+    log.record_ack("s1", 5, now=0.1)
+    assert log.progress("s1").acked_seq == 3 and "s1" not in log.ack_set(5)
+    assert log.next_batch("s1").seq_from == 4  # 4..5 are still sent
 
 
 def test_stream_open_resolves_waiters_already_covered():

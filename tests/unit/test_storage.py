@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from core.entry import Entry
 from storage.files import OsFileSystem
 from storage.node_store import IDENTITY, StoreError, open_store
-from storage.segments import CorruptLog, SegmentLog, encode, segment_name
+from storage.segments import HEADER, CorruptLog, SegmentLog, encode, segment_name
 from support.lossy_fs import LossyFileSystem
 
 ODD_MESSAGES = [
@@ -568,16 +569,16 @@ def test_damaged_identity_is_refused(disk, content):
 
 def test_state_documents_are_saved_atomically_and_loaded(disk):
     store = store_at(disk)
-    assert store.load("state.json") is None
-    store.save("state.json", {"cluster": "c1", "epoch": 3})
-    store.save("state.json", {"cluster": "c1", "epoch": 4})
-    assert store.load("state.json") == {"cluster": "c1", "epoch": 4}
+    assert store.load("doc.json") is None
+    store.save("doc.json", {"cluster": "c1", "epoch": 3})
+    store.save("doc.json", {"cluster": "c1", "epoch": 4})
+    assert store.load("doc.json") == {"cluster": "c1", "epoch": 4}
     names = disk.fs.list_dir(disk.root / "data")
     assert not [n for n in names if n.endswith(".tmp")]
     if isinstance(disk.fs, LossyFileSystem):
         # Durable on return: a power cut right after keeps it.
         image = disk.fs.crash(random.Random(1))
-        assert orjson.loads(image.read(disk.root / "data" / "state.json"))["epoch"] == 4
+        assert orjson.loads(image.read(disk.root / "data" / "doc.json"))["epoch"] == 4
     store.close()
 
 
@@ -591,3 +592,60 @@ def test_store_replays_the_log_on_open(disk):
     assert again.replay.records == [e.to_wire() for e in entries]
     assert again.durable_seq == 20
     again.close()
+
+
+def test_what_a_killed_process_wrote_but_never_synced_is_synced_at_the_next_start():
+    """Counted as held after a restart, it must survive a power cut right after."""
+    fs = LossyFileSystem()
+    root = Path("/node")
+    store = open_store(data_dir=root, node="s1", role="secondary", fs=fs, fsync="never")
+    store.append([entry(1), entry(2)])  # written, never synced
+    assert fs.unsynced()
+    again = open_store(data_dir=root, node="s1", role="secondary", fs=fs.kill(), fsync="always")
+    assert again.durable_seq == 2
+    after_power_cut = again.fs.crash(random.Random(3))
+    last = open_store(data_dir=root, node="s1", role="secondary", fs=after_power_cut)
+    assert [r[0] for r in last.replay.records] == [1, 2]
+
+
+def test_a_repair_notes_the_lost_log_before_cutting_it(disk):
+    store = store_at(disk, fsync="never")
+    for batch in batches(1, [2, 2, 2]):
+        store.append(batch)
+    store.close()
+    name = segment_name(1)
+    data = bytearray(disk.read(name))
+    data[HEADER.size + 2] ^= 0xFF  # inside the first record: everything after is damage
+    disk.write(name, bytes(data))
+    with pytest.raises(CorruptLog):
+        store_at(disk)
+    repaired = store_at(disk, repair=True)
+    assert repaired.replay.repaired is not None and repaired.replay.records == []
+    assert repaired.state["log_lost"] is True  # until the node has made its log whole
+    repaired.close()
+    assert store_at(disk).state["log_lost"] is True
+
+
+def test_a_log_shorter_than_at_the_last_clean_stop_is_refused(disk):
+    store = store_at(disk, fsync="never")
+    store.append(batches(1, [3])[0])
+    store.close()  # notes opened_seq = 3
+    for name in disk.fs.list_dir(disk.root / "data" / "log"):
+        disk.fs.remove(disk.root / "data" / "log" / name)
+    with pytest.raises(StoreError, match="log files are missing"):
+        store_at(disk)
+    assert store_at(disk, repair=True).state["log_lost"] is True
+
+
+def test_segments_rolled_with_fsync_never_are_closed():
+    import os
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(
+            data_dir=Path(tmp), node="s1", role="secondary", fsync="never", segment_bytes=64
+        )
+        before = len(os.listdir("/proc/self/fd"))
+        for seq in range(1, 101):
+            store.append([entry(seq, message="x" * 80)])  # a segment each
+        assert len(os.listdir("/proc/self/fd")) - before <= 2
+        store.close()
