@@ -22,6 +22,7 @@ entry counts as durable as soon as it is written.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,8 @@ class DiskStore(NodeStore):
         self.fsync = fsync
         self.durable_seq = log.last_seq
         self._group: GroupCommit | None = None
+        # Every use of the log holds it: the sync thread shares the log.
+        self._lock = threading.Lock()
 
     def load(self, name: str) -> dict | None:
         path = self.data_dir / name
@@ -161,7 +164,7 @@ class DiskStore(NodeStore):
         """The log is replayed: from here on appends are synced (with fsync=always)."""
         self.durable_seq = self.log.last_seq
         if self.fsync == "always":
-            self._group = GroupCommit(self.log, self._durable, self._failed)
+            self._group = GroupCommit(self.log, self._durable, self._failed, self._lock)
 
     def _failed(self, exc: BaseException) -> None:
         self.on_failure(exc)
@@ -174,7 +177,8 @@ class DiskStore(NodeStore):
         if not entries:
             return
         try:
-            self.log.append(entries)
+            with self._lock:
+                self.log.append(entries)
         except OSError as exc:
             # Disk full or failing: the log in memory is now ahead of the disk.
             # Crash-only: stop, and replay what is on disk at the next start.
@@ -189,7 +193,8 @@ class DiskStore(NodeStore):
         if keep < self.state.get("opened_seq", 0):
             # First: a shorter log at the next start must not look like lost files.
             self.update_state(opened_seq=keep)
-        self.log.truncate(keep)
+        with self._lock:
+            self.log.truncate(keep)
         self.durable_seq = min(self.durable_seq, keep)
         if self._group is not None:
             self._group.truncated(keep)
@@ -197,7 +202,8 @@ class DiskStore(NodeStore):
 
     def reset(self, entries: Sequence[Entry]) -> None:
         self.update_state(opened_seq=0, log_lost=True)
-        self.log.reset(entries)
+        with self._lock:
+            self.log.reset(entries)
         self.durable_seq = len(entries)
         if self._group is not None:
             self._group.truncated(0)
@@ -210,9 +216,10 @@ class DiskStore(NodeStore):
         """A clean stop: sync what is left and note how long the log is."""
         if self._group is not None:
             self._group.close()
-        self.log.sync_now()
+        with self._lock:
+            self.log.sync_now()
+            self.log.close()
         self.update_state(opened_seq=self.log.last_seq)
-        self.log.close()
 
 
 def open_store(
