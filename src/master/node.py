@@ -36,6 +36,7 @@ from master.config import MasterConfig
 from master.recovery_fetch import FetchError, check_fetched, fetch_log
 from master.replicator import SecondaryLink
 from storage.node_store import NodeStore, StoreError, open_store
+from storage.segments import gc_paused
 
 log = structlog.get_logger("replog.master")
 
@@ -195,8 +196,9 @@ class MasterNode:
         self.store.update_state(
             cluster_id=self.cluster_id, epoch=epoch, opened_seq=len(entries), log_lost=None
         )
-        self.log.adopt(entries, epoch)
-        self.store.replay.records = []
+        with gc_paused():
+            self.log.adopt(entries, epoch)
+            self.store.replay.records = []
         self.opened.set()
         log.info(
             "opened",

@@ -11,6 +11,7 @@ import structlog
 from core import Entry, FollowerLog
 from secondary.config import SecondaryConfig
 from storage.node_store import NodeStore, StoreError, open_store
+from storage.segments import gc_paused
 
 log = structlog.get_logger("replog.secondary")
 
@@ -49,9 +50,10 @@ class SecondaryNode:
             records = []
         # A log cut short (--repair, lost files) no longer holds all it synced with.
         sync_epoch = 0 if state.get("log_lost") else state.get("sync_epoch", 0)
-        entries = [tuple.__new__(Entry, record) for record in records]
-        store.replay.records = []
-        self.follower.restore(entries, state.get("stream_epoch", 0), sync_epoch)
+        with gc_paused():
+            entries = [tuple.__new__(Entry, record) for record in records]
+            store.replay.records = records = []
+            self.follower.restore(entries, state.get("stream_epoch", 0), sync_epoch)
         self._save_state()
 
     def _save_state(self) -> None:

@@ -27,7 +27,8 @@ import gc
 import itertools
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,20 @@ SUFFIX = ".seg"
 DEFAULT_SEGMENT_BYTES = 64 << 20
 # A record longer than this is damage, not data (a message is at most 64 MiB).
 MAX_RECORD_BYTES = 1 << 30
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Build millions of objects (a replayed log) without the cyclic GC rescanning
+    them over and over; afterwards, freeze them out of its reach for good."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 class CorruptLog(Exception):
@@ -218,15 +233,9 @@ class SegmentLog:
         can durably note that its log is being shortened (a crash midway must not
         make the shorter log look whole at the next start).
         """
-        # Millions of small lists: the cyclic GC would rescan them over and over.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         self._before_repair = before_repair
-        try:
+        with gc_paused():
             return self._replay(repair)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
 
     def _replay(self, repair: bool) -> Replay:
         self.fs.make_dir(self.directory)

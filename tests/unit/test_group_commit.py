@@ -204,7 +204,9 @@ def test_group_commit_batches_appends_made_while_a_sync_is_in_flight():
         # One sync for the first append, one for the 100 made while it ran.
         assert stats["syncs"] == 2 < 101
         assert stats["synced_entries"] == 101
-        assert acked == [1, 101]
+        # Reported in order; both syncs may complete before the loop hears of the
+        # first, and then one report covers both.
+        assert acked in ([1, 101], [101])
         assert fs.syncs == 2
         await settle_and_close(store)
         # And all of it is on disk for sure.
