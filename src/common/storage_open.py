@@ -42,30 +42,23 @@ def open_node_store(prog: str, config: StorageConfig, node: str, role: str) -> N
     except (StoreError, OSError) as exc:
         log.error("storage_error", error=str(exc))
         refuse(prog, str(exc))
-    replay = store.replay
-    if replay.torn is not None:
-        log.warning(
-            "log_tail_truncated",
-            file=str(replay.torn.path),
-            offset=replay.torn.offset,
-            dropped_bytes=replay.torn.dropped_bytes,
-            reason=replay.torn.reason,
-        )
-    if replay.repaired is not None:
-        log.warning(
-            "log_repaired",
-            file=str(replay.repaired.path),
-            offset=replay.repaired.offset,
-            dropped_bytes=replay.repaired.dropped_bytes,
-            removed_segments=list(replay.repaired.removed),
-            reason=replay.repaired.reason,
-        )
+    cuts = (("log_tail_truncated", store.replay.torn), ("log_repaired", store.replay.repaired))
+    for event, cut in cuts:
+        if cut is not None:
+            log.warning(
+                event,
+                file=str(cut.path),
+                offset=cut.offset,
+                dropped_bytes=cut.dropped_bytes,
+                removed_segments=list(cut.removed),
+                reason=cut.reason,
+            )
     log.info(
         "storage_opened",
         storage=store.kind,
         data_dir=None if store.data_dir is None else str(store.data_dir),
         fsync=config.fsync if store.kind == "disk" else None,
-        last_seq=len(replay.records),
+        last_seq=len(store.replay.records),
         incarnation=store.identity.incarnation,
         new=store.fresh,
     )

@@ -53,6 +53,13 @@ def record_offsets(path: Path) -> list[int]:
     return offsets
 
 
+def write_all(cluster: Cluster, count: int = 5) -> list[dict]:
+    """`count` writes held by every node (w=3); returns the log they converged to."""
+    for i in range(count):
+        assert cluster.write(f"m{i}", w=3, id=i).status == 201
+    return wait_converged(cluster)
+
+
 def three_nodes(cluster_factory, *extra: str) -> Cluster:
     cluster = cluster_factory(secondaries=2)
     cluster.start_master(*extra)
@@ -198,9 +205,7 @@ def test_storage_is_reported_in_health(cluster_factory):
 
 def test_a_torn_tail_is_truncated_with_a_warning(cluster_factory):
     cluster = three_nodes(cluster_factory)
-    for i in range(5):
-        assert cluster.write(f"m{i}", w=3, id=i).status == 201
-    expected = cluster.master.messages()
+    expected = write_all(cluster)
     s1 = cluster.secondaries["s1"]
     s1.kill()
     (newest,) = segments(cluster, "s1")
@@ -227,9 +232,7 @@ def corrupt_second_record(path: Path) -> int:
 
 def test_a_damaged_secondary_log_is_refused_then_repaired_and_refilled(cluster_factory):
     cluster = three_nodes(cluster_factory)
-    for i in range(5):
-        assert cluster.write(f"m{i}", w=3, id=i).status == 201
-    expected = cluster.master.messages()
+    expected = write_all(cluster)
     s1 = cluster.secondaries["s1"]
     s1.kill()
     (segment,) = segments(cluster, "s1")
@@ -248,9 +251,7 @@ def test_a_damaged_secondary_log_is_refused_then_repaired_and_refilled(cluster_f
 
 def test_a_damaged_master_log_is_refused_then_repaired_from_the_secondaries(cluster_factory):
     cluster = three_nodes(cluster_factory)
-    for i in range(5):
-        assert cluster.write(f"m{i}", w=3, id=i).status == 201
-    expected = wait_converged(cluster)
+    expected = write_all(cluster)
     master = cluster.master
     master.kill()
     (segment,) = segments(cluster, "master")
@@ -268,9 +269,7 @@ def test_a_damaged_master_log_is_refused_then_repaired_from_the_secondaries(clus
 
 def test_a_wiped_secondary_is_refilled_and_never_counted_for_what_it_lost(cluster_factory):
     cluster = three_nodes(cluster_factory)
-    for i in range(5):
-        assert cluster.write(f"m{i}", w=3, id=i).status == 201
-    expected = wait_converged(cluster)
+    expected = write_all(cluster)
     s2 = cluster.secondaries["s2"]
     s2.kill()
     cluster.wipe("s2")
@@ -287,9 +286,7 @@ def test_a_wiped_secondary_is_refilled_and_never_counted_for_what_it_lost(cluste
 
 def test_a_master_without_its_disk_touches_no_secondary_then_recovers(cluster_factory):
     cluster = three_nodes(cluster_factory)
-    for i in range(5):
-        assert cluster.write(f"m{i}", w=3, id=i).status == 201
-    expected = wait_converged(cluster)
+    expected = write_all(cluster)
     master = cluster.master
     master.kill()
     cluster.wipe("master")
@@ -360,9 +357,7 @@ def test_a_master_whose_clock_steps_back_still_opens_in_a_higher_epoch(cluster_f
 
 def test_an_interrupted_repair_is_not_forgotten_at_the_next_start(cluster_factory):
     cluster = three_nodes(cluster_factory)
-    for i in range(5):
-        assert cluster.write(f"m{i}", w=3, id=i).status == 201
-    expected = wait_converged(cluster)
+    expected = write_all(cluster)
     for node in cluster.nodes():
         node.kill()
     master = cluster.master
@@ -385,9 +380,7 @@ def test_an_interrupted_repair_is_not_forgotten_at_the_next_start(cluster_factor
 
 def test_a_repaired_master_does_not_outrank_secondaries_holding_more(cluster_factory):
     cluster = three_nodes(cluster_factory)
-    for i in range(5):
-        assert cluster.write(f"m{i}", w=3, id=i).status == 201
-    expected = wait_converged(cluster)
+    expected = write_all(cluster)
     for node in cluster.secondaries.values():
         node.kill()
     master = cluster.master
@@ -407,9 +400,7 @@ def test_a_repaired_master_does_not_outrank_secondaries_holding_more(cluster_fac
 
 def test_a_master_whose_log_files_vanished_refuses_to_start(cluster_factory):
     cluster = three_nodes(cluster_factory)
-    for i in range(5):
-        assert cluster.write(f"m{i}", w=3, id=i).status == 201
-    expected = wait_converged(cluster)
+    expected = write_all(cluster)
     master = cluster.master
     master.stop()  # a clean stop notes how long the log is
     for segment in segments(cluster, "master"):
