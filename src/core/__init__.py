@@ -3,7 +3,16 @@
 from core.entry import ClientId, Entry
 from core.follower_log import ApplyResult, FollowerLog
 from core.health import HEALTHY, SUSPECTED, UNHEALTHY, HealthPolicy
-from core.recovery import LogReport, Recovery, RecoveryPlan, next_epoch
+from core.recovery import (
+    LENIENT,
+    OPEN,
+    STRICT,
+    LogReport,
+    Recovery,
+    RecoveryPlan,
+    next_epoch,
+    start_mode,
+)
 from core.replication_log import (
     MASTER,
     Appended,
@@ -26,8 +35,11 @@ from core.write_request import (
 
 __all__ = [
     "HEALTHY",
+    "LENIENT",
     "MAJORITY",
     "MASTER",
+    "OPEN",
+    "STRICT",
     "SUSPECTED",
     "UNHEALTHY",
     "Appended",
@@ -52,4 +64,5 @@ __all__ = [
     "next_epoch",
     "parse_write",
     "resolve_w",
+    "start_mode",
 ]

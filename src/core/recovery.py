@@ -77,6 +77,29 @@ class RecoveryPlan:
     cluster_id: str | None = None
 
 
+# How a master starts (see `start_mode`).
+OPEN = "open"  # with its own log, at once
+LENIENT = "lenient"  # learn the log from the secondaries, lenient rules (in memory)
+STRICT = "strict"  # learn it from every expected secondary with data
+
+
+def start_mode(
+    *, durable: bool, recover: bool, log_lost: bool, cluster_known: bool, log_length: int
+) -> str:
+    """How a master must learn its log before taking writes.
+
+    An in-memory master has nothing of its own. A durable one trusts its log
+    unless told to rebuild (`--recover`), unless its log was cut short and not
+    yet made whole (`log_lost`), or unless it holds a log without the state
+    that names its cluster (then it does not guess).
+    """
+    if not durable:
+        return LENIENT
+    if recover or log_lost or (not cluster_known and log_length > 0):
+        return STRICT
+    return OPEN
+
+
 def next_epoch(*seen: int) -> int:
     """A master that trusts its own log opens above every epoch it has seen."""
     return max(seen, default=0) + 1

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import structlog
 
 from core import (
+    LENIENT,
     MASTER,
+    OPEN,
     UNHEALTHY,
     Appended,
     Batch,
@@ -31,6 +33,7 @@ from core import (
     Satisfied,
     WriteRequest,
     next_epoch,
+    start_mode,
 )
 from master.config import MasterConfig
 from master.recovery_fetch import FetchError, check_fetched, fetch_log
@@ -147,17 +150,19 @@ class MasterNode:
     def _recovery_needed(self) -> Recovery | None:
         """How this master must learn its log before opening, or None: it has it."""
         store = self.store
-        if store.kind == "memory":
-            # Nothing of its own: learn the log from the secondaries (lenient rules).
-            return Recovery(self.config.recovery_grace)
         records = store.replay.records
         log_lost = bool(store.state.get("log_lost"))
-        if not (self.config.recover or log_lost):
-            if self.cluster_id is None and records:
-                # A log without the state that names its cluster: do not guess.
-                log.warning("cluster_unknown", last_seq=len(records))
-            else:
-                return None
+        mode = start_mode(
+            durable=store.kind == "disk",
+            recover=self.config.recover,
+            log_lost=log_lost,
+            cluster_known=self.cluster_id is not None,
+            log_length=len(records),
+        )
+        if mode == OPEN:
+            return None
+        if mode == LENIENT:
+            return Recovery(self.config.recovery_grace)
         own = LogReport(
             MASTER,
             "",

@@ -1,6 +1,6 @@
 """Start-up recovery rules of a restarted master (core.recovery)."""
 
-from core import LogReport, Recovery, next_epoch
+from core import LENIENT, OPEN, STRICT, LogReport, Recovery, next_epoch, start_mode
 
 
 def report(name, length=0, last_epoch=0, sync_epoch=0):
@@ -147,3 +147,16 @@ def test_an_empty_own_log_does_not_impose_its_cluster():
 def test_next_epoch_is_above_everything_seen():
     assert next_epoch() == 1
     assert next_epoch(4, 9, 2) == 10
+
+
+def test_how_a_master_starts():
+    def mode(**kw):
+        base = dict(durable=True, recover=False, log_lost=False, cluster_known=True, log_length=5)
+        return start_mode(**{**base, **kw})
+
+    assert mode() == OPEN  # its own log, at once
+    assert mode(cluster_known=False, log_length=0) == OPEN  # a new cluster
+    assert mode(durable=False) == LENIENT  # nothing of its own
+    assert mode(recover=True) == STRICT
+    assert mode(log_lost=True) == STRICT  # a repair or recovery not finished
+    assert mode(cluster_known=False) == STRICT  # a log whose cluster is unknown
