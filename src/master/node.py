@@ -363,6 +363,12 @@ class MasterNode:
         if self.recovery is not None and self.log.epoch is None:
             self.recovery.report(report)
             self._maybe_recover()
+        elif report.seen_epoch > self._epoch_seen and self.store.kind == "disk":
+            # A newer epoch than ours (a data directory restored from an old copy?):
+            # that secondary refuses this run; the next start opens above it.
+            log.warning("newer_epoch_reported", secondary=secondary_id, epoch=report.seen_epoch)
+            self._epoch_seen = report.seen_epoch
+            self.store.update_state(epoch=report.seen_epoch)
         link = self.links.get(secondary_id)
         if link is None:
             link = SecondaryLink(self, secondary_id, self.config)

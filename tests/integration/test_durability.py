@@ -444,3 +444,27 @@ def test_a_master_without_secondaries_can_be_repaired(cluster_factory):
     master.start()
     wait_open(cluster)
     assert [m["id"] for m in master.messages()] == [0]
+
+
+def test_a_newer_epoch_reported_by_a_secondary_lifts_the_masters_next_epoch(cluster_factory):
+    """A master data directory restored from an old copy opens in an epoch the
+    secondaries have seen a newer one of: they refuse it, and it learns."""
+    cluster = three_nodes(cluster_factory)
+    expected = write_all(cluster, 2)
+    master = cluster.master
+    master.stop()
+    backup = cluster.tmp_path / "master-backup"
+    shutil.copytree(cluster.data_dir("master"), backup)
+    for _ in range(2):  # two more master runs: epochs 2 and 3
+        master.start()
+        wait_open(cluster)
+        master.stop()
+    shutil.rmtree(cluster.data_dir("master"))
+    shutil.copytree(backup, cluster.data_dir("master"))
+    master.start()  # epoch 2 again, older than the secondaries' 3
+    wait_until(lambda: events(master, "newer_epoch_reported"), what="the newer epoch reported")
+    master.stop()
+    master.start()
+    health = wait_open(cluster)
+    assert health["epoch"] == 4
+    assert wait_converged(cluster) == expected
