@@ -28,6 +28,11 @@ class RequestError(Exception):
 
 # The most messages one batch request may carry.
 MAX_BATCH = 10_000
+# The fields a write may have, and those of a batch item.
+WRITE_FIELDS = frozenset({"message", "messages", "w", "id", "wtimeout"})
+ITEM_FIELDS = frozenset({"message", "id"})
+# The deepest a valid write nests: {"messages": [{"message": ...}]}.
+MAX_DEPTH = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,7 @@ def parse_batch(raw: object) -> tuple[WriteItem, ...]:
             continue
         if not isinstance(item, dict):
             raise RequestError(400, f'"messages"[{index}] must be a string or an object')
+        check_fields(item, ITEM_FIELDS, where=f" in messages[{index}]")
         message = parse_message(item, where=f" of messages[{index}]")
         client_id = validate_id(item.get("id"))
         if client_id is not None:
@@ -146,10 +152,38 @@ def parse_batch(raw: object) -> tuple[WriteItem, ...]:
     return tuple(items)
 
 
+def too_deep(doc: object, limit: int = MAX_DEPTH) -> bool:
+    """Does `doc` nest containers more than `limit` levels deep? (Iterative: no recursion.)"""
+    level: list[object] = [doc]  # the nodes at depth 1, then 2, ...
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            return False
+    return any(isinstance(node, dict | list) for node in level)
+
+
+def check_fields(doc: dict, allowed: frozenset[str], where: str = "") -> None:
+    unknown = sorted(key for key in doc if key not in allowed)
+    if unknown:
+        raise RequestError(
+            400,
+            f"unknown field{'s' if len(unknown) > 1 else ''}{where}: "
+            f"{', '.join(json.dumps(k) for k in unknown)} (allowed: {', '.join(sorted(allowed))})",
+        )
+
+
 def parse_write(doc: object, cluster_size: int) -> WriteRequest:
     """Validate a decoded `POST /` body against a cluster of `cluster_size` nodes."""
     if not isinstance(doc, dict):
         raise RequestError(400, 'the body must be a JSON object like {"message": "hi", "w": 1}')
+    if too_deep(doc):
+        raise RequestError(400, f"the body nests deeper than a write can ({MAX_DEPTH} levels)")
+    check_fields(doc, WRITE_FIELDS)
     if "messages" in doc:
         if "message" in doc or "id" in doc:
             raise RequestError(

@@ -92,6 +92,8 @@ async def test_write_waits_for_w_then_answers_with_the_resolved_w(http_client, b
 
 
 BAD_BODIES = [
+    (b'{"message": ' + b"[" * 300 + b"]" * 300 + b"}", 400, "nests deeper"),
+    (b'{"message": "m", "wtimout": 5000}', 400, '"wtimout"'),
     (b"{not json", 400, "JSON"),
     (b'{"message": "\xff\xfe"}', 400, "UTF-8"),
     (b"[]", 400, "object"),

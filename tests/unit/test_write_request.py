@@ -74,3 +74,28 @@ def test_bad_batches_are_rejected(doc):
 def test_same_value_different_json_type_ids_may_share_a_batch():
     req = parse_write({"messages": [{"message": "a", "id": 1}, {"message": "b", "id": "1"}]}, 1)
     assert len(req.items) == 2
+
+
+@pytest.mark.parametrize(
+    "doc, named",
+    [
+        ({"message": "m", "wtimout": 5000}, '"wtimout"'),
+        ({"message": "m", "W": 2, "ID": 1}, '"ID", "W"'),
+        ({"messages": [{"message": "m", "idd": 1}]}, 'in messages[0]: "idd"'),
+    ],
+)
+def test_unknown_fields_are_refused_by_name(doc, named):
+    with pytest.raises(RequestError) as err:
+        parse_write(doc, 3)
+    assert err.value.status == 400 and named in err.value.message
+
+
+def test_nesting_deeper_than_a_write_can_is_refused_without_recursion():
+    deep: object = "x"
+    for _ in range(100_000):
+        deep = [deep]
+    for doc in ({"message": deep}, {"messages": [{"message": "m", "id": [[1]]}]}):
+        with pytest.raises(RequestError) as err:
+            parse_write(doc, 3)
+        assert err.value.status == 400 and "nests deeper" in err.value.message
+    assert parse_write({"messages": [{"message": "m", "id": 1}], "w": 1}, 3).batch
