@@ -82,14 +82,19 @@ class LogHandler(JsonHandler):
 
 
 def is_reachable_url(url: object) -> bool:
-    """An http(s) URL with a host (and a valid port, if any)."""
-    if not isinstance(url, str):
+    """`http(s)://host[:port]` and nothing else: a path, query, fragment or user info
+    would make the master send its requests somewhere else, or with credentials."""
+    if not isinstance(url, str) or len(url) > 300:
         return False
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError for a bad port)
         host = parts.hostname
     except ValueError:
+        return False
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        return False
+    if "?" in url or "#" in url:
         return False
     labels_ok = bool(host) and all(0 < len(label) <= 63 for label in host.split("."))
     return parts.scheme in ("http", "https") and labels_ok
@@ -116,7 +121,9 @@ class RegisterHandler(JsonHandler):
             raise RequestError(400, '"id" must be a non-empty string other than "master"')
         if not is_reachable_url(url):
             raise RequestError(
-                400, '"url" must be an http(s) URL the master can reach, like http://127.0.0.2:5001'
+                400,
+                '"url" must be http(s)://host:port and nothing more (no path, query, fragment '
+                "or user info), like http://127.0.0.2:5001",
             )
         numbers = {}
         for key in ("contiguous_seq", "last_epoch", "sync_epoch", "stream_epoch"):

@@ -172,6 +172,14 @@ async def test_unknown_path_and_method_are_json_errors(http_client, base_url):
         {"id": "s1", "url": "ftp://x"},
         {"id": "s1", "url": "http://x:1", "contiguous_seq": -1},
         {"id": "s1", "url": "http://x:1", "contiguous_seq": True},
+        {"id": "s1", "url": "http://x:1", "stream_epoch": 10**18},
+        {"id": "s1", "url": "http://x:1", "incarnation": ""},
+        {"id": "s1", "url": "http://x:1", "cluster_id": {"a": 1}},
+        {"id": "s3", "url": "http://x:1/replication/log?from=1#"},
+        {"id": "s3", "url": "http://x:1/other"},
+        {"id": "s3", "url": "http://x:1?a=b"},
+        {"id": "s3", "url": "http://x:1#frag"},
+        {"id": "s3", "url": "http://user:pass@x:1"},
     ],
 )
 async def test_bad_registration_is_400_and_registers_nothing(http_client, base_url, node, body):
