@@ -106,7 +106,30 @@ def decode_epoch_runs(doc: dict[str, Any], length: int) -> list[list[int]]:
 
 
 def decode_entries(doc: dict[str, Any]) -> list[Entry]:
-    try:
-        return [Entry.from_wire(item) for item in doc["entries"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WireError(f"bad entries: {exc}") from None
+    """`entries`: [seq, epoch, id, message] each, checked before anything stores them."""
+    items = doc.get("entries")
+    if not isinstance(items, list):
+        raise WireError("'entries' must be a list")
+    entries = []
+    for item in items:
+        if not (
+            type(item) is list
+            and len(item) == 4
+            and valid_int(item[0])
+            and item[0] > 0
+            and valid_int(item[1])
+            and valid_id(item[2])
+            and type(item[3]) is str
+        ):
+            raise WireError(
+                f"bad entry {str(item)[:80]}: want [seq > 0, epoch, id (string, 64-bit "
+                "integer or null), message (string)]"
+            )
+        entries.append(Entry(*item))
+    return entries
+
+
+def valid_id(value: object) -> bool:
+    if value is None or type(value) is str:
+        return True
+    return type(value) is int and -(2**63) <= value < 2**63
