@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -20,3 +21,15 @@ async def serve_until_signalled(
     await stopping.wait()
     structlog.get_logger("replog").info("stopping")
     await stop()
+
+
+class ListenError(Exception):
+    """The node cannot listen on its address (in use, not ours): exit 1 saying so."""
+
+
+def listen(server: Any, port: int, host: str) -> None:
+    """`server.listen`, its OSError told apart from any other (a failed dial is not one)."""
+    try:
+        server.listen(port, host)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc}") from None

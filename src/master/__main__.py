@@ -9,7 +9,7 @@ import structlog
 
 from common import loop
 from common.logs import configure_logging
-from common.process import serve_until_signalled
+from common.process import ListenError, listen, serve_until_signalled
 from common.storage_open import open_node_store, refuse
 from master.app import make_server
 from master.config import MasterConfig, parse_config
@@ -42,7 +42,7 @@ async def run(config: MasterConfig, node: MasterNode) -> None:
     server = make_server(node)
 
     async def start() -> None:
-        server.listen(config.port, config.host)
+        listen(server, config.port, config.host)
         node.start()
         structlog.get_logger("replog.master").info(
             "listening",
@@ -68,10 +68,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     node = make_node(config, store)
     try:
         loop.run(run(config, node))
-    except OSError as exc:
-        print(
-            f"replog-master: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr
-        )
+    except ListenError as exc:
+        print(f"replog-master: {exc}", file=sys.stderr)
         sys.exit(1)
 
 

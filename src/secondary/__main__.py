@@ -9,7 +9,7 @@ import structlog
 
 from common import loop
 from common.logs import configure_logging
-from common.process import serve_until_signalled
+from common.process import ListenError, listen, serve_until_signalled
 from common.storage_open import open_node_store, refuse
 from secondary.app import make_server
 from secondary.config import SecondaryConfig, parse_config
@@ -26,7 +26,7 @@ async def run(config: SecondaryConfig, node: SecondaryNode) -> None:
     registrar = Registrar(node)
 
     async def start() -> None:
-        server.listen(config.port, config.host)
+        listen(server, config.port, config.host)
         structlog.get_logger("replog.secondary").info(
             "listening",
             host=config.host,
@@ -56,11 +56,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         refuse(PROG, str(exc))
     try:
         loop.run(run(config, node))
-    except OSError as exc:
-        print(
-            f"replog-secondary: cannot listen on {config.host}:{config.port}: {exc}",
-            file=sys.stderr,
-        )
+    except ListenError as exc:
+        print(f"replog-secondary: {exc}", file=sys.stderr)
         sys.exit(1)
 
 
