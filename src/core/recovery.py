@@ -84,18 +84,25 @@ STRICT = "strict"  # learn it from every expected secondary with data
 
 
 def start_mode(
-    *, durable: bool, recover: bool, log_lost: bool, cluster_known: bool, log_length: int
+    *,
+    durable: bool,
+    recover: bool,
+    log_lost: bool,
+    cluster_known: bool,
+    log_length: int,
+    recovering: bool = False,
 ) -> str:
     """How a master must learn its log before taking writes.
 
     An in-memory master has nothing of its own. A durable one trusts its log
-    unless told to rebuild (`--recover`), unless its log was cut short and not
-    yet made whole (`log_lost`), or unless it holds a log without the state
-    that names its cluster (then it does not guess).
+    unless told to rebuild (`--recover`, or a recovery begun and not finished:
+    `recovering`), unless its log was cut short and not yet made whole
+    (`log_lost`), or unless it holds a log without the state that names its
+    cluster (then it does not guess).
     """
     if not durable:
         return LENIENT
-    if recover or log_lost or (not cluster_known and log_length > 0):
+    if recover or recovering or log_lost or (not cluster_known and log_length > 0):
         return STRICT
     return OPEN
 

@@ -155,6 +155,7 @@ class MasterNode:
         mode = start_mode(
             durable=store.kind == "disk",
             recover=self.config.recover,
+            recovering=bool(store.state.get("recovering")),
             log_lost=log_lost,
             cluster_known=self.cluster_id is not None,
             log_length=len(records),
@@ -177,7 +178,8 @@ class MasterNode:
         # --secondaries says how many survivors to wait for; else every known member.
         expected = self.config.secondaries or len(self.log.secondaries)
         # Until it opens, every start must recover again (a crash midway included).
-        store.update_state(log_lost=True)
+        # Not `log_lost`: a whole log keeps its rank (its sync epoch) next time.
+        store.update_state(recovering=True)
         log.warning(
             "recovery_started",
             reason="--recover" if self.config.recover else "log cut short or cluster unknown",
@@ -199,7 +201,11 @@ class MasterNode:
         """Persist the epoch (and cluster) first, then take writes in it."""
         self._epoch_seen = epoch
         self.store.update_state(
-            cluster_id=self.cluster_id, epoch=epoch, opened_seq=len(entries), log_lost=None
+            cluster_id=self.cluster_id,
+            epoch=epoch,
+            opened_seq=len(entries),
+            log_lost=None,
+            recovering=None,
         )
         with gc_paused():
             self.log.adopt(entries, epoch)

@@ -85,6 +85,8 @@ class GroupCommit:
         # Filled by the thread, emptied by the loop (under the lock).
         self._completed: list[tuple[int, int]] = []  # (target_seq, generation)
         self._notified = False
+        # A sync failed: nothing after the last good one may be claimed durable.
+        self.failed = False
 
     def request(self) -> None:
         """Something was appended: make it durable as soon as possible.
@@ -92,10 +94,14 @@ class GroupCommit:
         The sync is asked for once the event loop has run what is ready now, so
         every request that arrived together shares it (no wait: the same turn).
         """
-        if not (self._scheduled or self._closed):
-            self._scheduled = True
+        if self._scheduled or self._closed:
+            return
+        try:
             self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self._ask)
+        except RuntimeError:
+            return  # before the loop runs (start-up): the next request asks
+        self._scheduled = True
+        self._loop.call_soon(self._ask)
 
     def _ask(self) -> None:
         self._scheduled = False
@@ -112,6 +118,15 @@ class GroupCommit:
         self.durable_seq = min(self.durable_seq, keep)
 
     def _run(self) -> None:
+        try:
+            self._sync_while_wanted()
+        except BaseException as exc:
+            # A failed sync, or anything else: the node must stop (on_failure).
+            with self._wake:
+                self.failed = True
+            self._call_loop(self._on_failure, exc)
+
+    def _sync_while_wanted(self) -> None:
         while True:
             with self._wake:
                 while not (self._wanted or self._closed):
@@ -123,14 +138,11 @@ class GroupCommit:
             started = time.perf_counter()
             try:
                 job.run()
-            except BaseException as exc:
+            finally:
                 with self._wake:
                     self.log.finish_sync(job)
-                self._call_loop(self._on_failure, exc)
-                return
             seconds = time.perf_counter() - started
             with self._wake:
-                self.log.finish_sync(job)
                 self.stats.record(job.target_seq, seconds)
                 self._completed.append((job.target_seq, job.generation))
                 notify = not self._notified

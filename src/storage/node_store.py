@@ -8,8 +8,9 @@
 - `state.json`: small state, replaced atomically (write, fsync, rename, fsync
   the directory): the cluster this node belongs to, the highest epoch it has
   seen, on a secondary its sync epoch; and, kept here, how long the log was
-  at the last start (`opened_seq`: a log found shorter lost files) and
-  whether the log was cut short and not yet made whole again (`log_lost`).
+  at the last start (`opened_seq`: a log found shorter lost files),
+  whether the log was cut short and not yet made whole again (`log_lost`),
+  and on a master whether a recovery is under way (`recovering`).
 - `membership.json` (master): each secondary's id, URL and incarnation.
 - `log/`: the log's segment files (storage.segments).
 
@@ -45,6 +46,7 @@ STATE_FIELDS: dict[str, type] = {
     "sync_epoch": int,
     "opened_seq": int,
     "log_lost": bool,
+    "recovering": bool,
 }
 LOG_DIR = "log"
 
@@ -216,6 +218,11 @@ class DiskStore(NodeStore):
         """A clean stop: sync what is left and note how long the log is."""
         if self._group is not None:
             self._group.close()
+            if self._group.failed:
+                # Never retry a failed sync, never claim what it did not make durable.
+                with self._lock:
+                    self.log.close()
+                return
         with self._lock:
             self.log.sync_now()
             self.log.close()
@@ -259,7 +266,8 @@ def open_store(
         )
 
     def note_log_lost() -> None:
-        store.update_state(log_lost=True)
+        # One write: the shorter log is expected from now on, and must be made whole.
+        store.update_state(log_lost=True, opened_seq=0)
 
     store.replay = log.replay(repair=repair, before_repair=note_log_lost)
     replayed, held = len(store.replay.records), store.state.get("opened_seq", 0)
@@ -316,6 +324,8 @@ def _identity(fs: FileSystem, data_dir: Path, node: str, role: str) -> tuple[Ide
                 "directory, or a damaged one; move it away to start this node empty"
             )
         identity = Identity(node, role, new_incarnation())
+        # log/ first: once identity.json exists, a missing log/ means lost files.
+        fs.make_dir(data_dir / LOG_DIR)
         fs.write_atomic(path, orjson.dumps(_as_doc(identity)))
         return identity, True
     if not isinstance(doc, dict) or not all(
