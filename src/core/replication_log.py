@@ -25,6 +25,7 @@ instead of being stored per entry: nothing to free, nothing to drift.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -244,16 +245,14 @@ class ReplicationLog:
             raise ValueError("a recovered log must hold seqs 1..n in order")
         self._messages = [e[3] for e in entries]
         self._ids = [e[2] for e in entries]
-        self._run_first_seq, self._run_epoch = [], []
-        for seq, entry_epoch in enumerate((e[1] for e in entries), start=1):
-            if not self._run_epoch or self._run_epoch[-1] != entry_epoch:
-                self._run_first_seq.append(seq)
-                self._run_epoch.append(entry_epoch)
-        self._seq_by_id = {
-            client_id: seq
-            for seq, client_id in enumerate(self._ids, start=1)
-            if client_id is not None
-        }
+        epochs = [e[1] for e in entries]
+        pairs = enumerate(itertools.pairwise(epochs), start=2)
+        changes = [seq for seq, (before, now) in pairs if before != now]
+        self._run_first_seq = [1, *changes] if epochs else []
+        self._run_epoch = [epochs[seq - 1] for seq in self._run_first_seq]
+        # Ids are unique in a log; entries without one all map None, dropped after.
+        self._seq_by_id = dict(zip(self._ids, range(1, len(self._ids) + 1), strict=True))
+        self._seq_by_id.pop(None, None)  # type: ignore[call-overload]
         self.epoch = epoch
         self.epoch_start = self.durable_seq = len(entries)
         for progress in self._secondaries.values():
