@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from core.entry import Entry
+from core.write_request import is_client_id
 
 REPLICATION_PATH = "/replication"
 # A secondary's log with epochs, for a restarting master: GET ?from=&limit=.
@@ -118,7 +119,7 @@ def decode_entries(doc: dict[str, Any]) -> list[Entry]:
             and valid_int(item[0])
             and item[0] > 0
             and valid_int(item[1])
-            and valid_id(item[2])
+            and is_client_id(item[2])
             and type(item[3]) is str
         ):
             raise WireError(
@@ -127,9 +128,3 @@ def decode_entries(doc: dict[str, Any]) -> list[Entry]:
             )
         entries.append(Entry(*item))
     return entries
-
-
-def valid_id(value: object) -> bool:
-    if value is None or type(value) is str:
-        return True
-    return type(value) is int and -(2**63) <= value < 2**63

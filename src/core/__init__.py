@@ -11,6 +11,7 @@ from core.recovery import (
     Recovery,
     RecoveryPlan,
     next_epoch,
+    other_cluster,
     start_mode,
 )
 from core.replication_log import (
@@ -62,6 +63,7 @@ __all__ = [
     "WriteItem",
     "WriteRequest",
     "next_epoch",
+    "other_cluster",
     "parse_write",
     "resolve_w",
     "start_mode",

@@ -107,6 +107,12 @@ def start_mode(
     return OPEN
 
 
+def other_cluster(ours: str | None, theirs: str | None) -> bool:
+    """Do two nodes belong to different clusters? A node that has joined none
+    (None) belongs to no other: it may join."""
+    return ours is not None and theirs is not None and ours != theirs
+
+
 def next_epoch(*seen: int) -> int:
     """A master that trusts its own log opens above every epoch it has seen."""
     return max(seen, default=0) + 1

@@ -95,11 +95,16 @@ def resolve_w(raw: object, cluster_size: int) -> int:
     return raw
 
 
+def is_client_id(value: object) -> bool:
+    """An idempotency key as stored: a string, a 64-bit integer, or None (no key)."""
+    if value is None or isinstance(value, str):
+        return True
+    return is_json_int(value) and ID_INT_MIN <= value <= ID_INT_MAX  # type: ignore[operator]
+
+
 def validate_id(raw: object) -> ClientId | None:
-    if raw is None or isinstance(raw, str):
-        return raw
-    if is_json_int(raw) and ID_INT_MIN <= raw <= ID_INT_MAX:
-        return raw
+    if is_client_id(raw):
+        return raw  # type: ignore[return-value]
     raise RequestError(
         400, f'"id" must be a string or a 64-bit integer (or left out), got {show(raw)}'
     )

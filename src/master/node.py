@@ -33,6 +33,7 @@ from core import (
     Satisfied,
     WriteRequest,
     next_epoch,
+    other_cluster,
     start_mode,
 )
 from master.config import MasterConfig
@@ -329,8 +330,8 @@ class MasterNode:
         secondary_id = report.secondary_id
         ours, theirs = self.cluster_id, report.cluster_id
         # While recovering, the cluster is still to be decided (core.recovery).
-        open_ = self.log.epoch is not None
-        if open_ and ours is not None and theirs is not None and theirs != ours:
+        if self.log.epoch is not None and other_cluster(ours, theirs):
+            assert ours is not None and theirs is not None
             log.error("cluster_mismatch", secondary=secondary_id, cluster=theirs, own=ours)
             raise ClusterMismatch(secondary_id, theirs, ours)
         known = secondary_id in self.links

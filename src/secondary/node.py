@@ -8,7 +8,7 @@ from typing import Protocol
 
 import structlog
 
-from core import Entry, FollowerLog
+from core import Entry, FollowerLog, other_cluster
 from secondary.config import SecondaryConfig
 from storage.node_store import NodeStore, StoreError, open_store
 from storage.segments import gc_paused
@@ -69,7 +69,7 @@ class SecondaryNode:
 
     def cluster_refusal(self, cluster_id: str) -> str | None:
         """Why a master of `cluster_id` must not stream to us, or None."""
-        if self.cluster_id is not None and cluster_id != self.cluster_id:
+        if other_cluster(self.cluster_id, cluster_id):
             return (
                 f"this secondary holds data of cluster {self.cluster_id}, not of cluster "
                 f"{cluster_id}; it keeps its data and takes no stream from this master "

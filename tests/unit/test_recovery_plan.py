@@ -1,6 +1,15 @@
 """Start-up recovery rules of a restarted master (core.recovery)."""
 
-from core import LENIENT, OPEN, STRICT, LogReport, Recovery, next_epoch, start_mode
+from core import (
+    LENIENT,
+    OPEN,
+    STRICT,
+    LogReport,
+    Recovery,
+    next_epoch,
+    other_cluster,
+    start_mode,
+)
 
 
 def report(name, length=0, last_epoch=0, sync_epoch=0):
@@ -160,3 +169,9 @@ def test_how_a_master_starts():
     assert mode(recover=True) == STRICT
     assert mode(log_lost=True) == STRICT  # a repair or recovery not finished
     assert mode(cluster_known=False) == STRICT  # a log whose cluster is unknown
+
+
+def test_a_node_that_joined_no_cluster_belongs_to_no_other():
+    assert other_cluster("c1", "c2")
+    assert not other_cluster("c1", "c1")
+    assert not other_cluster(None, "c1") and not other_cluster("c1", None)
