@@ -46,6 +46,31 @@ class IdConflict(Exception):
         self.existing = existing
 
 
+class MemberConflict(Exception):
+    """A secondary id is bound to another node, which is up."""
+
+    def __init__(self, secondary_id: str, url: str, incarnation: str) -> None:
+        super().__init__(
+            f"secondary id {secondary_id!r} belongs to another node (at {url}, "
+            f"incarnation {incarnation!r}) that is up; give this node another id"
+        )
+        self.secondary_id = secondary_id
+        self.url = url
+        self.incarnation = incarnation
+
+
+class RemovedMember(Exception):
+    """This node (id and incarnation) was removed from the cluster."""
+
+    def __init__(self, secondary_id: str, incarnation: str) -> None:
+        super().__init__(
+            f"secondary {secondary_id!r} (incarnation {incarnation!r}) was removed from "
+            "the cluster; to join again, start it with an empty data directory or another id"
+        )
+        self.secondary_id = secondary_id
+        self.incarnation = incarnation
+
+
 class ReadOnly(Exception):
     """The master takes no new writes now (recovering, or no quorum)."""
 
@@ -146,6 +171,8 @@ class ReplicationLog:
         self._run_epoch: list[int] = []
         self._seq_by_id: dict[ClientId, int] = {}
         self._secondaries: dict[str, SecondaryProgress] = {}
+        # (id, incarnation) of members removed by an operator: never again.
+        self.removed: set[tuple[str, str]] = set()
         self.commit_waiters: dict[Hashable, _Waiter] = {}
 
     # -- the log ---------------------------------------------------------
@@ -315,7 +342,18 @@ class ReplicationLog:
         A new incarnation (its data directory is new: it lost its disk) counts
         as holding nothing, whatever it held before. Returns whether the
         membership changed (a new secondary, URL or incarnation).
+
+        A registration is only a claim: it does not count as hearing from the
+        secondary (only its stream does), so a node the master cannot reach
+        never counts towards quorum. Raises MemberConflict when the id belongs
+        to another node that is up (see `conflict`), RemovedMember when this
+        node was removed from the cluster.
         """
+        if (secondary_id, incarnation) in self.removed:
+            raise RemovedMember(secondary_id, incarnation)
+        conflict = self.conflict(secondary_id, url, incarnation, now)
+        if conflict is not None:
+            raise conflict
         progress = self._secondaries.get(secondary_id)
         changed = progress is None or (progress.url, progress.incarnation) != (url, incarnation)
         if progress is None:
@@ -328,8 +366,38 @@ class ReplicationLog:
         progress.acked_seq = progress.sent_seq = min(progress.acked_seq, max(contiguous_seq, 0))
         progress.inflight.clear()
         progress.connected = False
-        self.heard_from(secondary_id, now)
         return changed
+
+    def conflict(
+        self, secondary_id: str, url: str, incarnation: str, now: float
+    ) -> MemberConflict | None:
+        """Whether registering `secondary_id` from this node would take the id from another.
+
+        An id is bound to one node (its incarnation) while that node is up:
+        heard on its stream within the unhealthy threshold. The same node
+        (same incarnation: a restart with its data) takes its id back at once,
+        from any URL; a registration at the member's own URL is let through
+        too, since whoever answers there must prove its incarnation in the
+        stream's hello. Another node gets the id only once the holder is down.
+        """
+        progress = self._secondaries.get(secondary_id)
+        if progress is None or incarnation == progress.incarnation or url == progress.url:
+            return None
+        if self.current_status(secondary_id, now) == UNHEALTHY:
+            return None
+        return MemberConflict(secondary_id, progress.url, progress.incarnation)
+
+    def remove(self, secondary_id: str) -> None:
+        """Take a member out of the cluster for good (an operator's decision).
+
+        It no longer counts in N, in quorum or in any ACK set, and its
+        incarnation may not register again (a node that lost its data, or a
+        new id, may). N shrinks by one: the expected size too, if it counted.
+        """
+        progress = self._secondaries.pop(secondary_id)
+        self.removed.add((secondary_id, progress.incarnation))
+        if self.expected_secondaries > len(self._secondaries):
+            self.expected_secondaries -= 1
 
     def restore_member(self, secondary_id: str, url: str, incarnation: str) -> None:
         """A member from the master's persisted membership: known, not yet heard from."""

@@ -6,7 +6,7 @@ import tornado.httpserver
 import tornado.web
 
 from common.web import BodyLimit, NotFoundHandler
-from master.handlers import HealthHandler, LogHandler, RegisterHandler
+from master.handlers import HealthHandler, LogHandler, RegisterHandler, SecondaryHandler
 from master.node import MasterNode
 
 # Bodies over --max-body-bytes get a JSON 413 from BodyLimit (and are read and
@@ -21,6 +21,7 @@ def make_app(node: MasterNode) -> BodyLimit:
             (r"/", LogHandler, {"node": node}),
             (r"/register", RegisterHandler, {"node": node}),
             (r"/health", HealthHandler, {"node": node}),
+            (r"/secondaries/([^/]+)", SecondaryHandler, {"node": node}),
         ],
         default_handler_class=NotFoundHandler,
         log_function=lambda handler: None,

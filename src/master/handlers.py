@@ -7,7 +7,15 @@ from urllib.parse import urlsplit
 
 from common import wire
 from common.web import JsonHandler, decode_json_body, parse_paging, render_messages
-from core import IdConflict, LogReport, ReadOnly, RequestError, parse_write
+from core import (
+    IdConflict,
+    LogReport,
+    MemberConflict,
+    ReadOnly,
+    RemovedMember,
+    RequestError,
+    parse_write,
+)
 from core.write_request import show
 from master.node import ClusterMismatch, MasterNode, WriteConcernTimeout
 
@@ -150,7 +158,13 @@ class RegisterHandler(JsonHandler):
         try:
             self.node.register(report)
         except ClusterMismatch as exc:
-            self.send_error_json(409, str(exc), cluster_id=self.node.cluster_id)
+            self.send_error_json(409, str(exc), conflict="cluster", cluster_id=self.node.cluster_id)
+            return
+        except MemberConflict as exc:
+            self.send_error_json(409, str(exc), conflict="id", secondary=secondary_id, url=exc.url)
+            return
+        except RemovedMember as exc:
+            self.send_error_json(409, str(exc), conflict="removed", secondary=secondary_id)
             return
         log = self.node.log
         self.send_json(
@@ -172,3 +186,31 @@ class HealthHandler(JsonHandler):
 
     def get(self) -> None:
         self.send_json(self.node.health())
+
+
+class SecondaryHandler(JsonHandler):
+    """`DELETE /secondaries/<id>`: remove a member from the cluster (cluster token required).
+
+    Its link stops, it no longer counts in N, quorum or any ACK set, and that
+    node (its incarnation) cannot register again.
+    """
+
+    internal = True
+
+    def initialize(self, node: MasterNode) -> None:
+        self.node = node
+
+    async def delete(self, secondary_id: str) -> None:
+        if self.node.log.epoch is None:
+            self.send_error_json(
+                503, "the master is recovering its log; remove members once it has opened"
+            )
+            return
+        try:
+            await self.node.remove(secondary_id)
+        except KeyError:
+            self.send_error_json(
+                404, f"no secondary {secondary_id!r} in this cluster", secondary=secondary_id
+            )
+            return
+        self.send_json({"removed": secondary_id, "cluster_size": self.node.log.cluster_size})

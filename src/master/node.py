@@ -27,8 +27,10 @@ from core import (
     Batch,
     HealthPolicy,
     LogReport,
+    MemberConflict,
     Recovery,
     RecoveryPlan,
+    RemovedMember,
     ReplicationLog,
     Satisfied,
     WriteRequest,
@@ -144,9 +146,17 @@ class MasterNode:
             raise StoreError(f"{MEMBERSHIP} is damaged: expected members with id, url, incarnation")
         for member in members:
             self.log.restore_member(member["id"], member["url"], member["incarnation"])
+        removed = doc.get("removed", [])
+        if not isinstance(removed, list) or not all(
+            isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r)
+            for r in removed
+        ):
+            raise StoreError(f"{MEMBERSHIP} is damaged: expected removed as [id, incarnation]")
+        self.log.removed.update((r[0], r[1]) for r in removed)
 
     def _save_membership(self) -> None:
-        self.store.save(MEMBERSHIP, {"members": self.log.membership()})
+        removed = sorted([r[0], r[1]] for r in self.log.removed)
+        self.store.save(MEMBERSHIP, {"members": self.log.membership(), "removed": removed})
 
     def _recovery_needed(self) -> Recovery | None:
         """How this master must learn its log before opening, or None: it has it."""
@@ -340,9 +350,20 @@ class MasterNode:
             if self.log.is_member(secondary_id)
             else None
         )
-        changed = self.log.register(
-            secondary_id, report.url, report.length, time.monotonic(), report.incarnation
-        )
+        try:
+            changed = self.log.register(
+                secondary_id, report.url, report.length, time.monotonic(), report.incarnation
+            )
+        except (MemberConflict, RemovedMember) as exc:
+            # The running node keeps its id and its stream; nothing changes.
+            log.warning(
+                "registration_refused",
+                secondary=secondary_id,
+                url=report.url,
+                incarnation=report.incarnation,
+                reason=str(exc),
+            )
+            raise
         if old_incarnation not in (None, report.incarnation):
             # Its data directory is new: whatever it held before is gone, and
             # none of its earlier acknowledgements count for anything now.
@@ -385,6 +406,25 @@ class MasterNode:
             # Serve it at once: drop any stale stream, skip the backoff.
             link.restart()
 
+    async def remove(self, secondary_id: str) -> None:
+        """Take a member out of the cluster (DELETE /secondaries/<id>). KeyError: unknown."""
+        if not self.log.is_member(secondary_id):
+            raise KeyError(secondary_id)
+        # The core first: from here on nothing about it counts, and it cannot register again.
+        self.log.remove(secondary_id)
+        if self.store.kind == "disk":
+            self._save_membership()
+        log.warning(
+            "secondary_removed",
+            secondary=secondary_id,
+            cluster_size=self.log.cluster_size,
+            expected_secondaries=self.log.expected_secondaries,
+        )
+        self._check_health()  # quorum and N changed
+        link = self.links.pop(secondary_id, None)
+        if link is not None:
+            await link.stop()
+
     def url_of(self, secondary_id: str) -> str:
         return self.log.progress(secondary_id).url
 
@@ -417,12 +457,16 @@ class MasterNode:
         return self.log.epoch, keep
 
     def stream_closed(self, secondary_id: str, was_open: bool) -> None:
+        if not self.log.is_member(secondary_id):
+            return  # removed: its link is stopping
         if was_open:
             progress = self.log.progress(secondary_id)
             log.info("stream_closed", secondary=secondary_id, acked_seq=progress.acked_seq)
         self.log.stream_closed(secondary_id)
 
     def next_batch(self, secondary_id: str) -> Batch | None:
+        if not self.log.is_member(secondary_id):
+            return None  # removed: its link is stopping
         batch = self.log.next_batch(secondary_id)
         if batch is not None:
             log.info(
@@ -435,6 +479,8 @@ class MasterNode:
         return batch
 
     def acked(self, secondary_id: str, contiguous_seq: int) -> None:
+        if not self.log.is_member(secondary_id):
+            return  # removed: its link is stopping
         before = self.log.progress(secondary_id).acked_seq
         satisfied = self.log.record_ack(secondary_id, contiguous_seq, time.monotonic())
         after = self.log.progress(secondary_id).acked_seq
@@ -450,6 +496,8 @@ class MasterNode:
 
     def status_of(self, secondary_id: str) -> str:
         """Judged now: a stream that just opened must not be dropped on a stale verdict."""
+        if not self.log.is_member(secondary_id):
+            return UNHEALTHY  # removed: its link is stopping
         return self.log.current_status(secondary_id, time.monotonic())
 
     # -- health, quorum, recovery -----------------------------------------

@@ -85,8 +85,10 @@ class Registrar:
             await AsyncHTTPClient().fetch(request)
         except HTTPClientError as exc:
             if exc.code == 409 and exc.response is not None:
-                # Another cluster's master: keep our data, say so, and keep asking.
-                log.error("cluster_mismatch", master=config.master_url, error=_error(exc))
+                # Another cluster's master, our id held by another node that is up, or
+                # this node removed from the cluster: keep our data, say so, keep asking.
+                event = REFUSALS.get(_field(exc, "conflict"), "cluster_mismatch")
+                log.error(event, master=config.master_url, error=_error(exc))
                 return False
             log.info("register_failed", master=config.master_url, error=str(exc))
             return False
@@ -105,6 +107,17 @@ class Registrar:
             sync_epoch=body["sync_epoch"],
         )
         return True
+
+
+# The master's 409 `conflict` field -> the event this secondary logs.
+REFUSALS = {"cluster": "cluster_mismatch", "id": "id_conflict", "removed": "removed_from_cluster"}
+
+
+def _field(exc: HTTPClientError, name: str) -> object:
+    try:
+        return orjson.loads(exc.response.body).get(name)  # type: ignore[union-attr]
+    except (orjson.JSONDecodeError, TypeError, AttributeError):
+        return None
 
 
 def _error(exc: HTTPClientError) -> str:

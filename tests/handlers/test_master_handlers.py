@@ -1,7 +1,7 @@
 """The master's handlers in-process (pytest-tornado), with no real secondaries.
 
 The master expects 2 secondaries, so N = 3. Two secondaries are registered in
-the core as healthy (so there is quorum) but nothing replicates: `w=1`
+the core with their streams open (so there is quorum) but nothing replicates: `w=1`
 answers at once, and validation can be checked against N.
 """
 
@@ -22,6 +22,7 @@ def open_master(**config) -> MasterNode:
     node.log.adopt([], epoch=1)
     for name in ("s1", "s2"):
         node.log.register(name, f"http://{name}", 0, now=time.monotonic())
+        node.log.stream_opened(name, 0, now=time.monotonic())
     node.log.update_health(time.monotonic())
     return node
 
@@ -280,3 +281,54 @@ async def test_batch_with_a_conflicting_id_is_409_and_appends_nothing(http_clien
         http_client, base_url, {"messages": ["new", {"message": "other", "id": 1}], "w": 1}
     )
     assert code == 409 and node.log.last_seq == 1
+
+
+# -- membership: an id bound to its node, removal -------------------------------
+
+
+async def register(http_client, base_url, **body):
+    resp = await http_client.fetch(
+        base_url + "/register", method="POST", body=json.dumps(body), raise_error=False
+    )
+    return resp.code, json.loads(resp.body)
+
+
+@pytest.mark.gen_test
+async def test_an_id_in_use_by_a_node_that_is_up_is_409_and_changes_nothing(
+    http_client, base_url, node
+):
+    before = node.log.membership()
+    code, body = await register(
+        http_client, base_url, id="s1", url="http://127.0.0.9:7000", incarnation="intruder"
+    )
+    assert code == 409 and body["conflict"] == "id" and body["url"] == "http://s1"
+    assert "'s1'" in body["error"] and "up" in body["error"]
+    assert node.log.membership() == before
+    assert node.log.progress("s1").connected  # the running node keeps its stream
+
+
+@pytest.mark.gen_test
+async def test_delete_secondary_removes_it_from_the_cluster(http_client, base_url, node):
+    resp = await http_client.fetch(base_url + "/secondaries/s2", method="DELETE")
+    assert resp.code == 200
+    assert json.loads(resp.body) == {"removed": "s2", "cluster_size": 2}
+    assert [p.secondary_id for p in node.log.secondaries] == ["s1"]
+    assert node.log.quorum  # 2 of 2 up
+    # w=3 no longer fits the cluster.
+    code, body = await post(http_client, base_url, {"message": "m", "w": 3})
+    assert code == 400 and node.log.last_seq == 0
+    # That node may not come back under its old incarnation...
+    code, body = await register(http_client, base_url, id="s2", url="http://s2")
+    assert code == 409 and body["conflict"] == "removed"
+    assert not node.log.is_member("s2") and node.log.cluster_size == 2
+
+
+@pytest.mark.gen_test
+async def test_delete_unknown_secondary_is_404(http_client, base_url, node):
+    resp = await http_client.fetch(
+        base_url + "/secondaries/nope", method="DELETE", raise_error=False
+    )
+    assert resp.code == 404 and "nope" in json.loads(resp.body)["error"]
+    assert node.log.cluster_size == 3
+    resp = await http_client.fetch(base_url + "/secondaries/s1", raise_error=False)
+    assert resp.code == 405 and "error" in json.loads(resp.body)

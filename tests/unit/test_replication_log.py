@@ -11,7 +11,9 @@ from core import (
     FollowerLog,
     HealthPolicy,
     IdConflict,
+    MemberConflict,
     ReadOnly,
+    RemovedMember,
     ReplicationLog,
     WriteItem,
 )
@@ -280,8 +282,101 @@ def test_expected_but_unregistered_secondaries_count_as_down():
     log = ReplicationLog(expected_secondaries=2)
     assert not log.quorum  # 1 of 3
     log.register("s1", "http://s1", 0, now=0.0)
+    log.stream_opened("s1", 0, now=0.0)
     log.update_health(0.0)
     assert log.quorum  # 2 of 3
+
+
+def test_a_registration_alone_never_counts_towards_quorum():
+    """Only the stream counts: a node the master cannot reach is not up, however
+    often it registers (each registration used to refresh it)."""
+    log = ReplicationLog(expected_secondaries=2, health=HealthPolicy(1.0, 3.0))
+    for now in (0.0, 1.0, 2.0, 5.0):
+        log.register("s1", "http://s1", 0, now=now)
+        log.update_health(now)
+        assert log.progress("s1").status == UNHEALTHY and not log.quorum
+    log.stream_opened("s1", 0, now=5.0)
+    log.update_health(5.0)
+    assert log.quorum
+    # Its stream falls silent; registering again does not keep it up.
+    for now in (6.0, 7.0, 8.5):
+        log.register("s1", "http://s1", 0, now=now)
+    log.update_health(8.5)
+    assert log.progress("s1").status == UNHEALTHY and not log.quorum
+
+
+# -- membership: an id is bound to one node; removal ---------------------------
+
+
+def joined(log: ReplicationLog, name: str, incarnation: str, url: str, now: float) -> None:
+    log.register(name, url, 0, now=now, incarnation=incarnation)
+    log.stream_opened(name, 0, now=now)
+    log.update_health(now)
+
+
+def test_an_id_held_by_a_node_that_is_up_is_refused_to_another_node():
+    log = ReplicationLog(expected_secondaries=2, health=HealthPolicy(1.0, 3.0))
+    joined(log, "s1", "inc-a", "http://a:1", now=0.0)
+    log.append("m", None)
+    send(log, "s1")
+    log.mark_durable(1)
+    log.record_ack("s1", 1, now=0.5)
+    with pytest.raises(MemberConflict) as refused:
+        log.register("s1", "http://b:1", 0, now=1.0, incarnation="inc-b")
+    assert refused.value.url == "http://a:1" and "inc-a" in str(refused.value)
+    # Nothing changed: the running node keeps its id, its stream and its ACKs.
+    progress = log.progress("s1")
+    assert (progress.url, progress.incarnation, progress.connected) == ("http://a:1", "inc-a", True)
+    assert log.ack_set(1) == (MASTER, "s1")
+    # Still up while merely suspected (stream dropped, not yet unhealthy).
+    log.stream_closed("s1")
+    with pytest.raises(MemberConflict):
+        log.register("s1", "http://b:1", 0, now=3.4, incarnation="inc-b")
+    # Down (silent past the unhealthy threshold): another node may take the id,
+    # and counts as holding nothing.
+    assert log.register("s1", "http://b:1", 0, now=3.6, incarnation="inc-b") is True
+    assert log.progress("s1").acked_seq == 0 and log.ack_set(1) == (MASTER,)
+
+
+def test_the_same_node_takes_its_id_back_at_once():
+    log = ReplicationLog(expected_secondaries=1, health=HealthPolicy(1.0, 3.0))
+    joined(log, "s1", "inc-a", "http://a:1", now=0.0)
+    # Restarted with its data (same incarnation), even on another port: at once.
+    assert log.register("s1", "http://a:2", 0, now=0.1, incarnation="inc-a") is True
+    assert log.progress("s1").url == "http://a:2"
+    # A new incarnation at the member's own URL is let through: the stream's
+    # hello proves who answers there.
+    assert log.register("s1", "http://a:2", 0, now=0.2, incarnation="inc-z") is True
+
+
+def test_a_removed_member_no_longer_counts_and_cannot_register_again():
+    log = ReplicationLog(expected_secondaries=2, health=HealthPolicy(1.0, 3.0))
+    joined(log, "s1", "inc-1", "http://s1", now=0.0)
+    joined(log, "s2", "inc-2", "http://s2", now=0.0)
+    log.append("m", None)
+    send(log, "s1", "s2")
+    log.mark_durable(1)
+    log.record_ack("s2", 1, now=0.1)
+    assert log.cluster_size == 3 and log.ack_set(1) == (MASTER, "s2")
+    log.remove("s2")
+    assert not log.is_member("s2")
+    assert log.cluster_size == 2 and log.expected_secondaries == 1
+    assert log.ack_set(1) == (MASTER,) and log.acks(1) == 1
+    assert log.nodes_up == 2 and log.quorum
+    with pytest.raises(RemovedMember):
+        log.register("s2", "http://s2", 1, now=0.2, incarnation="inc-2")
+    assert not log.is_member("s2") and log.cluster_size == 2
+    # The same id with another incarnation (its data wiped) may join again.
+    log.register("s2", "http://s2", 0, now=0.3, incarnation="inc-3")
+    assert log.cluster_size == 3
+
+
+def test_removal_lowers_n_also_when_expected_members_never_registered():
+    log = ReplicationLog(expected_secondaries=3)
+    log.register("s1", "http://s1", 0, now=0.0)
+    assert log.cluster_size == 4
+    log.remove("s1")
+    assert log.cluster_size == 3
 
 
 def test_a_dropped_stream_makes_a_healthy_secondary_suspected_at_once():
