@@ -22,3 +22,8 @@ def cluster_factory(tmp_path):
     yield make
     for cluster in clusters:
         cluster.stop()
+    # Whatever a test did to them, no node may ever log a traceback.
+    for cluster in clusters:
+        for log in sorted(cluster.tmp_path.glob("*.log")):
+            text = log.read_text(errors="replace")
+            assert "Traceback" not in text, f"{log.name} has a traceback:\n{text[-3000:]}"

@@ -135,7 +135,9 @@ class SecondaryLink:
         for task in (self._task, self._session_task):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # A session may have ended with a dial error nobody collected (the
+                # link's own task was cancelled first): it no longer matters.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
     async def _run(self) -> None:

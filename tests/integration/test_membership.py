@@ -131,3 +131,24 @@ def test_a_secondary_the_master_cannot_reach_never_counts_for_quorum(cluster_fac
     assert health["quorum"] is False and health["read_only"] is True
     resp = cluster.write("refused", w=1)
     assert resp.status == 503 and cluster.master.messages() == []
+
+
+def test_dead_registrations_can_be_removed_and_writes_resume(cluster_factory):
+    """Registrations at dead URLs raise N until the master is read-only (only members
+    can do that once a token is set); removing them makes it writable again."""
+    cluster = cluster_factory()
+    cluster.start_master(*FAST_DETECTION)
+    cluster.add_secondary("s1")
+    for i in range(4):
+        dead = f"http://{cluster.host}:{free_port(cluster.host)}"
+        resp = http.post(cluster.master_url + "/register", {"id": f"ghost{i}", "url": dead})
+        assert resp.status == 200
+    health = wait_until(lambda: (h := cluster.master.health())["read_only"] and h, what="read-only")
+    assert health["cluster_size"] == 6 and health["nodes_up"] == 2
+    assert cluster.write("refused", w=1).status == 503
+    for i in range(4):
+        resp = http.request("DELETE", f"{cluster.master_url}/secondaries/ghost{i}")
+        assert resp.status == 200 and resp.body["cluster_size"] == 5 - i
+    wait_until(lambda: not cluster.master.health()["read_only"], what="writable again")
+    resp = cluster.write("accepted", w=2)
+    assert resp.status == 201 and resp.body["acked_by"] == ["master", "s1"]
