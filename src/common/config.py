@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from common.logs import LOG_FORMATS
+from common.security import TlsConfig
 from storage.node_store import FSYNC_MODES
 from storage.segments import DEFAULT_SEGMENT_BYTES
 
@@ -171,3 +173,128 @@ def positive_int(raw: str) -> int:
     if value <= 0:
         raise ValueError("must be above 0")
     return value
+
+
+TOKEN_ENV = "REPLOG_CLUSTER_TOKEN"
+TOKEN_FILE_ENV = "REPLOG_CLUSTER_TOKEN_FILE"
+
+
+def add_security_arguments(parser: EnvArgumentParser) -> None:
+    """The cluster token and TLS flags, the same on every node."""
+    # Not add_env_argument: its default (the token itself) would be printed by --help.
+    parser.add_argument(
+        "--cluster-token",
+        default=argparse.SUPPRESS,
+        metavar="TOKEN",
+        help="shared secret of the cluster: internal requests (registration, replication, "
+        "log export, member removal) must carry it as 'Authorization: Bearer TOKEN', and "
+        "this node sends it to its peers. Without one, internal endpoints are open to "
+        f"anyone who can reach the node [env: ${TOKEN_ENV}]",
+    )
+    parser.add_argument(
+        "--cluster-token-file",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        type=Path,
+        help="read the cluster token from FILE (surrounding whitespace stripped) instead of "
+        f"--cluster-token, which keeps it out of the process list [env: ${TOKEN_FILE_ENV}]",
+    )
+    parser.add_env_argument(
+        "--tls-cert",
+        env=["REPLOG_TLS_CERT"],
+        default=None,
+        type=Path,
+        metavar="FILE",
+        help="serve HTTPS (and WSS for replication) with this PEM certificate (chain); "
+        "needs --tls-key",
+    )
+    parser.add_env_argument(
+        "--tls-key",
+        env=["REPLOG_TLS_KEY"],
+        default=None,
+        type=Path,
+        metavar="FILE",
+        help="the PEM private key of --tls-cert (unencrypted)",
+    )
+    parser.add_env_argument(
+        "--tls-ca",
+        env=["REPLOG_TLS_CA"],
+        default=None,
+        type=Path,
+        metavar="FILE",
+        help="verify the https/wss peers this node dials against this PEM CA bundle instead "
+        "of the system's CAs (peers are never left unverified)",
+    )
+
+
+def cluster_token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The token from the flags, else from the environment; a flag on the command line
+    wins over either variable. Both given at one level, an unreadable or empty file, or
+    a token that cannot travel in an HTTP header: an argparse error (exit 2)."""
+    token, token_file = (
+        getattr(args, "cluster_token", None),
+        getattr(args, "cluster_token_file", None),
+    )
+    source = "--cluster-token"
+    if token is None and token_file is None:
+        token = os.environ.get(TOKEN_ENV) or None
+        raw_file = os.environ.get(TOKEN_FILE_ENV) or None
+        token_file = Path(raw_file) if raw_file else None
+        if token is not None and token_file is not None:
+            parser.error(f"${TOKEN_ENV} and ${TOKEN_FILE_ENV} are both set: give one of them")
+        source = f"${TOKEN_ENV}"
+    elif token is not None and token_file is not None:
+        parser.error("give one of --cluster-token and --cluster-token-file, not both")
+    if token_file is not None:
+        source = f"the cluster token file {token_file}"
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"cannot read the cluster token file {token_file}: {_reason(exc)}")
+        if not token:
+            parser.error(f"the cluster token file {token_file} is empty")
+    if token is None:
+        return None
+    if not token:
+        parser.error("--cluster-token must not be empty")
+    if not all("!" <= ch <= "~" for ch in token):
+        parser.error(
+            f"{source}: a cluster token is printable ASCII without spaces (it travels in an "
+            "HTTP header), e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return token
+
+
+def tls_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsConfig:
+    """--tls-cert and --tls-key both or neither; every file readable, the pair matching
+    and the CA bundle valid, or an argparse error (exit 2) saying which and why."""
+    cert, key, ca = args.tls_cert, args.tls_key, args.tls_ca
+    if (cert is None) != (key is None):
+        parser.error("--tls-cert and --tls-key go together: give both or neither")
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key), ("--tls-ca", ca)):
+        if path is None:
+            continue
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            parser.error(f"{flag} {path}: cannot read it: {_reason(exc)}")
+    tls = TlsConfig(cert=cert, key=key, ca=ca)
+    try:
+        tls.server_context()
+    except (ssl.SSLError, ValueError) as exc:
+        parser.error(
+            f"--tls-cert {cert} / --tls-key {key}: not a usable PEM certificate and its "
+            f"matching unencrypted private key ({_reason(exc)})"
+        )
+    try:
+        tls.client_context()
+    except (ssl.SSLError, ValueError) as exc:
+        parser.error(f"--tls-ca {ca}: not a PEM CA certificate bundle ({_reason(exc)})")
+    return tls
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

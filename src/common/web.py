@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import tornado.web
 from tornado import httputil
 
+from common.security import unauthorized_reason
 from core import RequestError
 
 JSON_TYPE = "application/json"
@@ -52,7 +53,20 @@ def parse_paging(handler: tornado.web.RequestHandler) -> tuple[int, int | None]:
 
 
 class JsonHandler(tornado.web.RequestHandler):
-    """Base handler: every answer, errors included, is a JSON document."""
+    """Base handler: every answer, errors included, is a JSON document.
+
+    A subclass with `internal = True` is for cluster members only: when the node
+    has a cluster token (Application setting `cluster_token`), a request without
+    it is answered 401 before any method of the handler runs.
+    """
+
+    internal: ClassVar[bool] = False
+
+    def prepare(self) -> None:
+        if self.internal:
+            refusal = unauthorized_reason(self, self.settings.get("cluster_token"))
+            if refusal is not None:
+                self.send_error_json(401, refusal)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", JSON_TYPE)

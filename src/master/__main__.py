@@ -10,6 +10,7 @@ import structlog
 from common import loop
 from common.logs import configure_logging
 from common.process import ListenError, listen, serve_until_signalled
+from common.security import log_auth_mode
 from common.storage_open import open_node_store, refuse
 from master.app import make_server
 from master.config import MasterConfig, parse_config
@@ -44,10 +45,14 @@ async def run(config: MasterConfig, node: MasterNode) -> None:
     async def start() -> None:
         listen(server, config.port, config.host)
         node.start()
-        structlog.get_logger("replog.master").info(
+        logger = structlog.get_logger("replog.master")
+        log_auth_mode(logger, config.cluster_token, config.tls)
+        logger.info(
             "listening",
             host=config.host,
             port=config.port,
+            tls=config.tls.enabled,
+            auth=config.cluster_token is not None,
             expected_secondaries=config.secondaries,
             max_body_bytes=config.max_body_bytes,
         )

@@ -25,11 +25,15 @@ def make_app(node: MasterNode) -> BodyLimit:
         ],
         default_handler_class=NotFoundHandler,
         log_function=lambda handler: None,
+        # Internal handlers (`internal = True`) require it when set (common.web.JsonHandler).
+        cluster_token=node.config.cluster_token,
     )
     return BodyLimit(app, node.config.max_body_bytes)
 
 
 def make_server(node: MasterNode) -> tornado.httpserver.HTTPServer:
     return tornado.httpserver.HTTPServer(
-        make_app(node), max_body_size=max(SERVER_BODY_LIMIT, node.config.max_body_bytes)
+        make_app(node),
+        max_body_size=max(SERVER_BODY_LIMIT, node.config.max_body_bytes),
+        ssl_options=node.config.tls.server_context(),
     )

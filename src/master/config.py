@@ -9,13 +9,17 @@ from common.config import (
     EnvArgumentParser,
     StorageConfig,
     add_env_flag,
+    add_security_arguments,
     add_storage_arguments,
+    cluster_token,
     non_negative_float,
     non_negative_int,
     port,
     positive_float,
     storage_config,
+    tls_config,
 )
+from common.security import TlsConfig
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 # A message must fit in one replication frame (common.wire.MAX_MESSAGE_BYTES).
@@ -37,6 +41,9 @@ class MasterConfig:
     wtimeout_ms: int = 0
     recovery_grace: float = 5.0
     storage: StorageConfig = field(default_factory=StorageConfig)
+    # The shared secret internal requests carry (None: internal endpoints are open).
+    cluster_token: str | None = field(default=None, repr=False)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     recover: bool = False
 
 
@@ -128,6 +135,7 @@ def build_parser() -> EnvArgumentParser:
         "secondary (--secondaries) has reported with data, then adopt the most "
         "up-to-date log and the cluster's identity",
     )
+    add_security_arguments(parser)
     parser.add_log_format()
     return parser
 
@@ -156,4 +164,6 @@ def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
         recovery_grace=args.recovery_grace,
         storage=storage_config(args, "master"),
         recover=args.recover,
+        cluster_token=cluster_token(parser, args),
+        tls=tls_config(parser, args),
     )

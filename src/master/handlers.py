@@ -115,7 +115,10 @@ class RegisterHandler(JsonHandler):
     "stream_epoch", "incarnation", "cluster_id"} (the epochs default to 0: a
     secondary that never followed a master; a null cluster_id: one that never
     joined a cluster). Another cluster's secondary is refused with 409.
+    Cluster members only (the cluster token, when set).
     """
+
+    internal = True
 
     def initialize(self, node: MasterNode) -> None:
         self.node = node

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from common.security import PeerClient
 from core import (
     LENIENT,
     MASTER,
@@ -119,6 +120,8 @@ class MasterNode:
             health=HealthPolicy(config.suspect_after, config.unhealthy_after),
         )
         self.links: dict[str, SecondaryLink] = {}
+        # The requests it dials to secondaries: the cluster token, and TLS verification.
+        self.peers = PeerClient(config.cluster_token, config.tls)
         self.opened = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._recovering = False
@@ -556,7 +559,7 @@ class MasterNode:
                     reports=len(self.recovery.reports),
                 )
                 try:
-                    entries = await fetch_log(plan.source.url)
+                    entries = await fetch_log(plan.source.url, self.peers)
                     check_fetched(entries, plan.source)
                 except FetchError as exc:
                     log.warning(
@@ -624,6 +627,8 @@ class MasterNode:
             "nodes_up": self.log.nodes_up,
             "last_seq": last_seq,
             "secondaries": secondaries,
+            "auth": self.config.cluster_token is not None,
+            "tls": self.config.tls.enabled,
         }
 
     def _recovery_status(self) -> dict | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import orjson
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from common import wire
+from common.security import PeerClient
 from core import LogReport
 from core.entry import Entry
 
@@ -24,18 +25,26 @@ def check_fetched(entries: list[Entry], report: LogReport) -> None:
         raise FetchError("the log changed since it was reported")
 
 
-async def fetch_log(url: str) -> list[Entry]:
-    """Every entry of the secondary's contiguous log, in seq order."""
+async def fetch_log(url: str, peers: PeerClient) -> list[Entry]:
+    """Every entry of the secondary's contiguous log, in seq order (the request
+    carries the cluster token and verifies an https peer as `peers` says)."""
     client = AsyncHTTPClient()
     entries: list[Entry] = []
     while True:
         page_url = f"{url.rstrip('/')}{wire.LOG_PATH}?from={len(entries) + 1}&limit={PAGE}"
         try:
             response = await client.fetch(
-                HTTPRequest(page_url, connect_timeout=3, request_timeout=30)
+                peers.request(page_url, connect_timeout=3, request_timeout=30)
             )
             page = wire.decode_entries(orjson.loads(response.body))
-        except (OSError, HTTPClientError, orjson.JSONDecodeError, wire.WireError) as exc:
+        except HTTPClientError as exc:
+            if exc.code == 401:
+                raise FetchError(
+                    f"{page_url}: 401 Unauthorized: the secondary has another cluster token "
+                    "(or none is set here)"
+                ) from None
+            raise FetchError(f"{page_url}: {exc}") from None
+        except (OSError, orjson.JSONDecodeError, wire.WireError) as exc:
             raise FetchError(f"{page_url}: {exc}") from None
         if any(e.seq != len(entries) + i for i, e in enumerate(page, start=1)):
             raise FetchError(f"{page_url}: entries out of sequence")

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import structlog
-from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
@@ -152,6 +153,26 @@ class SecondaryLink:
             except asyncio.CancelledError:
                 if asyncio.current_task().cancelling():  # type: ignore[union-attr]
                     raise  # the link itself is stopping
+            except HTTPClientError as exc:
+                if exc.code == 401:
+                    # Our token is not the secondary's: nothing streams until they agree.
+                    log.error(
+                        "stream_unauthorized",
+                        secondary=self.secondary_id,
+                        url=self.node.url_of(self.secondary_id),
+                        error="the secondary refused the cluster token (401): give every "
+                        "node the same --cluster-token",
+                    )
+                else:
+                    log.info("stream_error", secondary=self.secondary_id, error=repr(exc))
+            except ssl.SSLError as exc:
+                # The secondary's certificate does not verify (or it speaks no TLS).
+                log.error(
+                    "stream_tls_error",
+                    secondary=self.secondary_id,
+                    url=self.node.url_of(self.secondary_id),
+                    error=f"{exc} (is --tls-ca the CA that signed the secondary's certificate?)",
+                )
             except CONNECT_ERRORS as exc:
                 log.info("stream_error", secondary=self.secondary_id, error=repr(exc))
             except Exception:
@@ -202,7 +223,8 @@ class SecondaryLink:
             }
         )
         timeout = self.config.unhealthy_after
-        request = HTTPRequest(
+        # The cluster token, and the secondary's certificate verified for wss.
+        request = self.node.peers.request(
             f"{ws_url}{wire.REPLICATION_PATH}?{query}",
             connect_timeout=timeout,
             request_timeout=timeout,

@@ -10,6 +10,7 @@ import structlog
 from common import loop
 from common.logs import configure_logging
 from common.process import ListenError, listen, serve_until_signalled
+from common.security import log_auth_mode
 from common.storage_open import open_node_store, refuse
 from secondary.app import make_server
 from secondary.config import SecondaryConfig, parse_config
@@ -27,10 +28,14 @@ async def run(config: SecondaryConfig, node: SecondaryNode) -> None:
 
     async def start() -> None:
         listen(server, config.port, config.host)
-        structlog.get_logger("replog.secondary").info(
+        logger = structlog.get_logger("replog.secondary")
+        log_auth_mode(logger, config.cluster_token, config.tls)
+        logger.info(
             "listening",
             host=config.host,
             port=config.port,
+            tls=config.tls.enabled,
+            auth=config.cluster_token is not None,
             master=config.master_url,
             url=config.url,
             delay_s=config.delay,

@@ -22,8 +22,12 @@ def make_app(node: SecondaryNode) -> tornado.web.Application:
         default_handler_class=NotFoundHandler,
         log_function=lambda handler: None,
         websocket_max_message_size=wire.MAX_MESSAGE_BYTES,
+        # Internal handlers (`internal = True`, and the replication WebSocket) require it.
+        cluster_token=node.config.cluster_token,
     )
 
 
 def make_server(node: SecondaryNode) -> tornado.httpserver.HTTPServer:
-    return tornado.httpserver.HTTPServer(make_app(node))
+    return tornado.httpserver.HTTPServer(
+        make_app(node), ssl_options=node.config.tls.server_context()
+    )

@@ -10,12 +10,16 @@ from urllib.parse import urlsplit
 from common.config import (
     EnvArgumentParser,
     StorageConfig,
+    add_security_arguments,
     add_storage_arguments,
+    cluster_token,
     non_negative_float,
     port,
     positive_float,
     storage_config,
+    tls_config,
 )
+from common.security import TlsConfig
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,13 @@ class SecondaryConfig:
     retry_max: float = 1.0
     master_timeout: float = 3.0
     storage: StorageConfig = field(default_factory=StorageConfig)
+    # The shared secret internal requests carry (None: internal endpoints are open).
+    cluster_token: str | None = field(default=None, repr=False)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
     @property
     def url(self) -> str:
-        """The URL the master uses to reach this secondary."""
+        """The URL the master uses to reach this secondary (https when it serves TLS)."""
         if self.advertise_url:
             return self.advertise_url.rstrip("/")
         host = self.host
@@ -42,7 +49,8 @@ class SecondaryConfig:
             host = socket.gethostname()
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls.enabled else "http"
+        return f"{scheme}://{host}:{self.port}"
 
 
 def http_url(raw: str) -> str:
@@ -90,7 +98,8 @@ def build_parser() -> EnvArgumentParser:
         env=["SECONDARY_ADVERTISE_URL"],
         default=None,
         type=http_url,
-        help="URL the master should use to reach this node [default: http://HOST:PORT]",
+        help="URL the master should use to reach this node [default: http://HOST:PORT, "
+        "https://HOST:PORT with --tls-cert]",
     )
     parser.add_env_argument(
         "--retry-initial",
@@ -115,6 +124,7 @@ def build_parser() -> EnvArgumentParser:
         "without a message (batch or heartbeat) from the master",
     )
     add_storage_arguments(parser)
+    add_security_arguments(parser)
     parser.add_log_format()
     return parser
 
@@ -140,4 +150,6 @@ def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
         retry_max=args.retry_max,
         master_timeout=args.master_timeout,
         storage=storage_config(args, args.id),
+        cluster_token=cluster_token(parser, args),
+        tls=tls_config(parser, args),
     )

@@ -10,6 +10,7 @@ import structlog
 import tornado.websocket
 
 from common import wire
+from common.security import unauthorized_reason
 from common.web import DIGITS, JSON_TYPE, JsonHandler, parse_paging, render_messages
 from secondary.node import SecondaryNode
 
@@ -54,6 +55,8 @@ class HealthHandler(JsonHandler):
 class LogExportHandler(JsonHandler):
     """`GET /replication/log?from=&limit=`: entries with epochs, for a restarting master."""
 
+    internal = True
+
     def initialize(self, node: SecondaryNode) -> None:
         self.node = node
 
@@ -74,6 +77,10 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         self._delayed: set[asyncio.Task[None]] = set()
 
     def get(self, *args: str, **kwargs: str) -> object:
+        # Cluster members only, checked before anything else about the upgrade.
+        refusal = unauthorized_reason(self, self.settings.get("cluster_token"))
+        if refusal is not None:
+            return self._refuse(401, refusal)
         raw = self.get_query_argument("epoch", "")
         if not DIGITS.fullmatch(raw):
             return self._refuse(400, "?epoch=<master epoch> is required")

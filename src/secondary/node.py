@@ -235,4 +235,6 @@ class SecondaryNode:
             "data_dir": None if self.store.data_dir is None else str(self.store.data_dir),
             "fsync": self.config.storage.fsync if self.store.kind == "disk" else None,
             "sync": self.store.sync_stats(),
+            "auth": self.config.cluster_token is not None,
+            "tls": self.config.tls.enabled,
         }

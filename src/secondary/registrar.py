@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 import orjson
 import structlog
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from common.backoff import Backoff
+from common.security import PeerClient
 from secondary.node import SecondaryNode
 
 log = structlog.get_logger("replog.secondary")
@@ -30,6 +32,8 @@ class Registrar:
         self.node = node
         config = node.config
         self._backoff = Backoff(initial=config.retry_initial, maximum=config.retry_max)
+        # Registration carries the cluster token and verifies an https master.
+        self._peers = PeerClient(config.cluster_token, config.tls)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -73,7 +77,7 @@ class Registrar:
     async def _register_once(self) -> bool:
         config = self.node.config
         body = self.node.report()
-        request = HTTPRequest(
+        request = self._peers.request(
             config.master_url + "/register",
             method="POST",
             body=orjson.dumps(body),
@@ -84,6 +88,15 @@ class Registrar:
         try:
             await AsyncHTTPClient().fetch(request)
         except HTTPClientError as exc:
+            if exc.code == 401:
+                # Not the master's token (or none): it will not stream to us. Keep asking,
+                # so fixing the master's token is enough.
+                log.error(
+                    "register_unauthorized",
+                    master=config.master_url,
+                    error=_error(exc) + " (give every node the same --cluster-token)",
+                )
+                return False
             if exc.code == 409 and exc.response is not None:
                 # Another cluster's master, our id held by another node that is up, or
                 # this node removed from the cluster: keep our data, say so, keep asking.
@@ -91,6 +104,14 @@ class Registrar:
                 log.error(event, master=config.master_url, error=_error(exc))
                 return False
             log.info("register_failed", master=config.master_url, error=str(exc))
+            return False
+        except ssl.SSLError as exc:
+            # The master's certificate does not verify (or no TLS there): say why, loudly.
+            log.error(
+                "register_failed",
+                master=config.master_url,
+                error=f"TLS: {exc} (is --tls-ca the CA that signed the master's certificate?)",
+            )
             return False
         except OSError as exc:
             log.info("register_failed", master=config.master_url, error=str(exc))
