@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ class Node:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    # Verifies the node's certificate when its url is https.
+    ssl_context: ssl.SSLContext | None = None
 
     def start(self) -> Node:
         log = self.log_path.open("ab")
@@ -80,14 +83,34 @@ class Node:
         return out
 
     def messages(self) -> list[dict]:
-        return http.messages(self.url + "/")
+        return http.messages(self.url + "/", context=self.ssl_context)
 
     def health(self) -> dict:
-        return http.get(self.url + "/health").body
+        return http.get(self.url + "/health", context=self.ssl_context).body
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for the cluster's address: every node serves HTTPS and verifies with `ca`."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def args(self, ca: bool = True) -> list[str]:
+        out = ["--tls-cert", str(self.cert), "--tls-key", str(self.key)]
+        return [*out, "--tls-ca", str(self.ca)] if ca else out
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
 
 
 class Cluster:
-    """A master and secondaries started as separate processes."""
+    """A master and secondaries started as separate processes.
+
+    `token`: every node gets it as $REPLOG_CLUSTER_TOKEN. `tls`: every node serves
+    HTTPS with these files and verifies its peers against their CA.
+    """
 
     def __init__(
         self, tmp_path: Path, secondaries: int | None = None, in_memory: bool = False
@@ -98,6 +121,19 @@ class Cluster:
         self.in_memory = in_memory
         self.master: Node | None = None
         self.secondaries: dict[str, Node] = {}
+        self.token: str | None = None
+        self.tls: TlsFiles | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self.tls.context() if self.tls else None
+
+    def node_env(self, token: str | None) -> dict[str, str]:
+        return {"REPLOG_CLUSTER_TOKEN": token} if token else {}
 
     @property
     def master_url(self) -> str:
@@ -122,15 +158,29 @@ class Cluster:
         argv += self.storage_args("master")
         if self.expected is not None:
             argv += ["--secondaries", str(self.expected)]
+        if self.tls:
+            argv += self.tls.args()
         self.master = Node(
-            "master", [*argv, *extra], f"http://{self.host}:{port}", self.tmp_path / "master.log"
+            "master",
+            [*argv, *extra],
+            f"{self.scheme}://{self.host}:{port}",
+            self.tmp_path / "master.log",
+            env=self.node_env(self.token),
+            ssl_context=self.ssl_context,
         ).start()
-        wait_until(lambda: http.get(self.master_url + "/health").status == 200, what="master up")
+        wait_until(lambda: self.master.health()["role"] == "master", what="master up")
         return self.master
 
     def add_secondary(
-        self, name: str, delay: float = 0.0, port: int | None = None, wait: bool = True
+        self,
+        name: str,
+        delay: float = 0.0,
+        port: int | None = None,
+        wait: bool = True,
+        token: str | None = "",
+        tls_args: list[str] | None = None,
     ) -> Node:
+        """`token`: "" the cluster's, None none; `tls_args`: None the cluster's."""
         port = port or free_port(self.host)
         argv = [
             str(BIN / "replog-secondary"),
@@ -146,7 +196,18 @@ class Cluster:
             str(delay),
             *self.storage_args(name),
         ]
-        node = Node(name, argv, f"http://{self.host}:{port}", self.tmp_path / f"{name}.log").start()
+        if tls_args is None and self.tls:
+            tls_args = self.tls.args()
+        argv += tls_args or []
+        scheme = "https" if "--tls-cert" in argv else "http"
+        node = Node(
+            name,
+            argv,
+            f"{scheme}://{self.host}:{port}",
+            self.tmp_path / f"{name}.log",
+            env=self.node_env(self.token if token == "" else token),
+            ssl_context=self.ssl_context,
+        ).start()
         self.secondaries[name] = node
         if wait:
             self.wait_connected(name)
@@ -163,7 +224,7 @@ class Cluster:
         def connected() -> bool:
             for s in self.master.health()["secondaries"]:
                 if s["id"] == name and s["status"] == "healthy":
-                    return http.get(self.secondaries[name].url + "/health").body["stream"]
+                    return self.secondaries[name].health()["stream"]
             return False
 
         wait_until(connected, timeout, what=f"{name} connected to the master")
@@ -188,6 +249,7 @@ class Cluster:
             body["id"] = id
         if wtimeout is not None:
             body["wtimeout"] = wtimeout
+        kw.setdefault("context", self.ssl_context)
         return http.post(self.master_url + "/", body, **kw)
 
     def stop(self) -> None:

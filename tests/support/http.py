@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,9 +25,16 @@ def request(
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
+    context: ssl.SSLContext | None = None,
 ) -> Response:
+    """`context` verifies an https server (None: the system's CAs)."""
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    if parts.scheme == "https":
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=timeout, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         payload = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         path = parts.path or "/"
@@ -57,7 +65,7 @@ def get(url: str, **kwargs: Any) -> Response:
     return request("GET", url, **kwargs)
 
 
-def messages(url: str) -> list[dict]:
-    resp = get(url)
+def messages(url: str, **kwargs: Any) -> list[dict]:
+    resp = get(url, **kwargs)
     assert resp.status == 200, resp
     return resp.body["messages"]
