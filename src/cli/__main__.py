@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -81,7 +83,8 @@ def build_parser() -> EnvArgumentParser:
         description="Start a master and two secondaries (one fast, one slow) as local "
         f"processes, without Docker. Each keeps its log in ./{DATA_ROOT}/<node> (so a "
         "restart keeps the messages; --fresh starts empty). Their logs go to stdout; "
-        "Ctrl-C stops all three.",
+        "Ctrl-C stops all three. Each run gives the nodes a new random cluster token "
+        f"(through their environment) and writes it to ./{DATA_ROOT}/cluster-token.",
     )
     up.add_argument("--host", default="127.0.0.2", help="address all three nodes listen on")
     up.add_argument(
@@ -114,8 +117,31 @@ def wipe_data(specs: list[NodeSpec]) -> None:
             print(f"replog up: removed {path}", file=sys.stderr, flush=True)
 
 
+# This run's cluster token, for whoever needs it (adding a node, removing a member).
+TOKEN_FILE = Path(DATA_ROOT) / "cluster-token"
+
+
+def cluster_env(token: str) -> dict[str, str]:
+    """The children's environment: the token in it (never in argv, which `ps` shows)."""
+    env = {k: v for k, v in os.environ.items() if k != "REPLOG_CLUSTER_TOKEN_FILE"}
+    env["REPLOG_CLUSTER_TOKEN"] = token
+    return env
+
+
+def save_token(token: str) -> None:
+    """Write the token to ./replog-data/cluster-token, readable by this user only."""
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    TOKEN_FILE.unlink(missing_ok=True)
+    fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+
+
 def run_cluster(specs: list[NodeSpec]) -> int:
-    """Run the nodes until Ctrl-C / SIGTERM or until one of them exits."""
+    """Run the nodes until Ctrl-C / SIGTERM or until one of them exits.
+
+    A new random cluster token each run, given to every node through its environment.
+    """
     stop_requested = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -124,8 +150,16 @@ def run_cluster(specs: list[NodeSpec]) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    procs = {spec.name: subprocess.Popen(spec.argv) for spec in specs}
-    print(f"replog up: started {', '.join(procs)}; Ctrl-C stops them", file=sys.stderr, flush=True)
+    token = secrets.token_urlsafe(32)
+    save_token(token)
+    env = cluster_env(token)
+    procs = {spec.name: subprocess.Popen(spec.argv, env=env) for spec in specs}
+    print(
+        f"replog up: started {', '.join(procs)}; Ctrl-C stops them. Cluster token (internal "
+        f"endpoints only, clients need none) in {TOKEN_FILE}",
+        file=sys.stderr,
+        flush=True,
+    )
     exit_code = 0
     while not stop_requested:
         exited = {name: p.returncode for name, p in procs.items() if p.poll() is not None}

@@ -20,7 +20,10 @@ network and the disk differ, and they are mapped like this:
   to that path on the host, and the processes run in tmp_path, so nothing they
   write lands in the repository;
 * the process environment holds no replog variable from the caller's shell, as
-  a container does not inherit it.
+  a container does not inherit it;
+* `${VAR:-default}` and the other forms of compose's variable substitution in
+  `environment` and `command` are resolved as compose resolves them, from the
+  caller's environment (so an unset REPLOG_CLUSTER_TOKEN gives the file's default).
 
 One value is overridden, and only for speed: secondary_slow's SECONDARY_DELAY is
 10 s in the compose file, longer than this test may take; here it is SLOW_DELAY.
@@ -74,14 +77,51 @@ def service(name: str) -> dict[str, Any]:
 
 def command(spec: dict[str, Any]) -> list[str]:
     cmd = spec["command"]
-    return shlex.split(cmd) if isinstance(cmd, str) else [str(part) for part in cmd]
+    parts = shlex.split(cmd) if isinstance(cmd, str) else [str(part) for part in cmd]
+    return [interpolate(part) for part in parts]
+
+
+# Compose's substitution: $$, $VAR, ${VAR}, ${VAR:-default}, ${VAR-default},
+# ${VAR:?error}, ${VAR?error}, ${VAR:+other}, ${VAR+other}.
+SUBSTITUTION = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def interpolate(value: str, env: dict[str, str] | os._Environ[str] | None = None) -> str:
+    """`value` with compose's variable substitution applied, from `env` (os.environ)."""
+    env = os.environ if env is None else env
+
+    def substitute(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["named"]
+        current, op, arg = env.get(name), match["op"], match["arg"]
+        if op is None:
+            return current or ""  # compose: an unset variable is an empty string
+        absent = current is None or (op.startswith(":") and current == "")
+        if op.endswith("-"):
+            return arg if absent else str(current)
+        if op.endswith("+"):
+            return "" if absent else arg
+        if absent:  # ? and :?
+            pytest.fail(f"compose would refuse to start: ${{{name}}} is not set: {arg}")
+        return str(current)
+
+    return SUBSTITUTION.sub(substitute, value)
 
 
 def environment(spec: dict[str, Any]) -> dict[str, str]:
     env = spec.get("environment") or {}
     if isinstance(env, list):  # the KEY=VALUE list form
         env = dict(item.split("=", 1) for item in env)
-    return {key: "" if value is None else str(value) for key, value in env.items()}
+    return {key: "" if value is None else interpolate(str(value)) for key, value in env.items()}
+
+
+def raw_environment(spec: dict[str, Any]) -> dict[str, str]:
+    """The `environment` values as written in the file (map form), before substitution."""
+    return {key: str(value) for key, value in (spec.get("environment") or {}).items()}
 
 
 def mounts(spec: dict[str, Any]) -> list[tuple[str, str | None, str]]:
@@ -273,6 +313,13 @@ def test_compose_services_form_a_working_cluster(
 
     health = wait_until(both_registered, timeout=10, what="both secondaries healthy on the master")
     assert health["cluster_size"] == 3  # REPLOG_SECONDARIES=2 reached the master
+    # One cluster token, the file's default here, reached every node: internal
+    # endpoints refuse requests without it, and the secondaries registered with it.
+    tokens = {node.env["REPLOG_CLUSTER_TOKEN"] for node in compose_cluster.values()}
+    assert tokens == {DEFAULT_TOKEN}
+    for name, node in compose_cluster.items():
+        assert node.health()["auth"] is True, name
+    assert http.post(master.url + "/register", {"id": "x", "url": fast.url}).status == 401
     # REPLOG_DATA_DIR reached every node: each keeps its log on disk, in its own volume
     # (here a directory under tmp_path, not /data or the repository).
     data_dirs = set()
@@ -346,6 +393,45 @@ def test_compose_services_form_a_working_cluster(
     log = master.messages()
     assert [m["message"] for m in log] == ["hello compose", "all three", "after restart"]
     assert fast.messages() == log
+
+
+DEFAULT_TOKEN = "replog-demo-token-change-me"
+
+
+def test_compose_gives_every_service_one_cluster_token_with_a_documented_default() -> None:
+    expected = f"${{REPLOG_CLUSTER_TOKEN:-{DEFAULT_TOKEN}}}"
+    for name in SERVICES:
+        assert raw_environment(service(name))["REPLOG_CLUSTER_TOKEN"] == expected, name
+    assert DEFAULT_TOKEN in COMPOSE_FILE.read_text().split("services:")[0]  # the comments
+    readme = (COMPOSE_DIR / "README.md").read_text()
+    assert DEFAULT_TOKEN in readme and "REPLOG_CLUSTER_TOKEN" in readme
+
+
+@pytest.mark.parametrize(
+    ("value", "env", "expected"),
+    [
+        ("${T:-dflt}", {}, "dflt"),
+        ("${T:-dflt}", {"T": ""}, "dflt"),
+        ("${T:-dflt}", {"T": "mine"}, "mine"),
+        ("${T-dflt}", {"T": ""}, ""),
+        ("${T-dflt}", {}, "dflt"),
+        ("${T:+alt}", {"T": "x"}, "alt"),
+        ("${T:+alt}", {"T": ""}, ""),
+        ("${T+alt}", {"T": ""}, "alt"),
+        ("a$T-${T}b", {"T": "v"}, "av-vb"),
+        ("$$T costs $$5", {"T": "v"}, "$T costs $5"),
+        ("$UNSET.", {}, "."),
+        ("${T:?set it}", {"T": "v"}, "v"),
+        ("http://master:5000", {}, "http://master:5000"),
+    ],
+)
+def test_interpolate_resolves_variables_as_compose_does(value, env, expected) -> None:
+    assert interpolate(value, env) == expected
+
+
+def test_interpolate_fails_where_compose_would_refuse() -> None:
+    with pytest.raises(pytest.fail.Exception, match="set it"):
+        interpolate("${T:?set it}", {"T": ""})
 
 
 def test_compose_healthchecks_fail_when_the_node_is_down() -> None:

@@ -152,18 +152,23 @@ class Cluster:
         """Lose a node's disk (the node must be down)."""
         shutil.rmtree(self.data_dir(name), ignore_errors=True)
 
-    def start_master(self, *extra: str, port: int | None = None) -> Node:
+    def start_master(
+        self, *extra: str, port: int | None = None, tls_args: list[str] | None = None
+    ) -> Node:
+        """`tls_args`: None the cluster's."""
         port = port or free_port(self.host)
         argv = [str(BIN / "replog-master"), "--host", self.host, "--port", str(port)]
         argv += self.storage_args("master")
         if self.expected is not None:
             argv += ["--secondaries", str(self.expected)]
-        if self.tls:
-            argv += self.tls.args()
+        if tls_args is None and self.tls:
+            tls_args = self.tls.args()
+        argv += tls_args or []
+        scheme = "https" if "--tls-cert" in argv else "http"
         self.master = Node(
             "master",
             [*argv, *extra],
-            f"{self.scheme}://{self.host}:{port}",
+            f"{scheme}://{self.host}:{port}",
             self.tmp_path / "master.log",
             env=self.node_env(self.token),
             ssl_context=self.ssl_context,
