@@ -159,7 +159,7 @@ class SecondaryLink:
                     log.error(
                         "stream_unauthorized",
                         secondary=self.secondary_id,
-                        url=self.node.url_of(self.secondary_id),
+                        url=self._url(),
                         error="the secondary refused the cluster token (401): give every "
                         "node the same --cluster-token",
                     )
@@ -170,7 +170,7 @@ class SecondaryLink:
                 log.error(
                     "stream_tls_error",
                     secondary=self.secondary_id,
-                    url=self.node.url_of(self.secondary_id),
+                    url=self._url(),
                     error=f"{exc} (is --tls-ca the CA that signed the secondary's certificate?)",
                 )
             except CONNECT_ERRORS as exc:
@@ -184,6 +184,12 @@ class SecondaryLink:
             log.info("stream_retry", secondary=self.secondary_id, retry_in_ms=round(delay * 1000))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._restart.wait(), delay)
+
+    def _url(self) -> str | None:
+        """The secondary's URL, for a log line (None once it has been removed)."""
+        if not self.node.log.is_member(self.secondary_id):
+            return None
+        return self.node.url_of(self.secondary_id)
 
     async def _session(self) -> None:
         opened = False
