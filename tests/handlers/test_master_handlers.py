@@ -7,6 +7,7 @@ answers at once, and validation can be checked against N.
 
 import asyncio
 import json
+import socket
 import time
 
 import pytest
@@ -332,3 +333,25 @@ async def test_delete_unknown_secondary_is_404(http_client, base_url, node):
     assert node.log.cluster_size == 3
     resp = await http_client.fetch(base_url + "/secondaries/s1", raise_error=False)
     assert resp.code == 405 and "error" in json.loads(resp.body)
+
+
+@pytest.mark.gen_test
+async def test_delete_secondary_whose_last_dial_failed(http_client, base_url, node):
+    """Found by the OpenAPI fuzzer: removing a member whose link's last dial had
+    failed re-raised that dial's error out of the link's stop(): a 500 and a traceback."""
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    node.opened.set()  # links dial only once the master has opened
+    code, _ = await register(http_client, base_url, id="s3", url=f"http://127.0.0.1:{port}")
+    assert code == 200
+    link = node.links["s3"]
+    deadline = time.monotonic() + 10
+    while not (link._session_task is not None and link._session_task.done()):
+        assert time.monotonic() < deadline, "the link never dialled"
+        await asyncio.sleep(0.01)
+    assert isinstance(link._session_task.exception(), ConnectionRefusedError)
+    resp = await http_client.fetch(base_url + "/secondaries/s3", method="DELETE", raise_error=False)
+    assert resp.code == 200, resp.body
+    assert json.loads(resp.body) == {"removed": "s3", "cluster_size": 3}
+    assert "s3" not in node.links and not node.log.is_member("s3")
