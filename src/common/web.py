@@ -98,6 +98,16 @@ class JsonHandler(tornado.web.RequestHandler):
         super().log_exception(typ, value, tb)
 
 
+class OpenApiHandler(JsonHandler):
+    """`GET /openapi.json`: this role's OpenAPI document (common.openapi)."""
+
+    def initialize(self, document: bytes) -> None:
+        self.document = document
+
+    def get(self) -> None:
+        self.send_json(self.document)
+
+
 class NotFoundHandler(JsonHandler):
     def prepare(self) -> None:
         self.send_error_json(404, f"no such endpoint: {self.request.method} {self.request.path}")

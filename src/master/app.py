@@ -5,7 +5,8 @@ from __future__ import annotations
 import tornado.httpserver
 import tornado.web
 
-from common.web import BodyLimit, NotFoundHandler
+from common.openapi import OPENAPI_ROUTE, document_bytes
+from common.web import BodyLimit, NotFoundHandler, OpenApiHandler
 from master.handlers import HealthHandler, LogHandler, RegisterHandler, SecondaryHandler
 from master.node import MasterNode
 
@@ -22,6 +23,7 @@ def make_app(node: MasterNode) -> BodyLimit:
             (r"/register", RegisterHandler, {"node": node}),
             (r"/health", HealthHandler, {"node": node}),
             (r"/secondaries/([^/]+)", SecondaryHandler, {"node": node}),
+            (OPENAPI_ROUTE, OpenApiHandler, {"document": document_bytes("master")}),
         ],
         default_handler_class=NotFoundHandler,
         log_function=lambda handler: None,

@@ -6,7 +6,8 @@ import tornado.httpserver
 import tornado.web
 
 from common import wire
-from common.web import NotFoundHandler
+from common.openapi import OPENAPI_ROUTE, document_bytes
+from common.web import NotFoundHandler, OpenApiHandler
 from secondary.handlers import HealthHandler, LogExportHandler, LogHandler, ReplicationHandler
 from secondary.node import SecondaryNode
 
@@ -18,6 +19,7 @@ def make_app(node: SecondaryNode) -> tornado.web.Application:
             (r"/health", HealthHandler, {"node": node}),
             (wire.REPLICATION_PATH, ReplicationHandler, {"node": node}),
             (wire.LOG_PATH, LogExportHandler, {"node": node}),
+            (OPENAPI_ROUTE, OpenApiHandler, {"document": document_bytes("secondary")}),
         ],
         default_handler_class=NotFoundHandler,
         log_function=lambda handler: None,
