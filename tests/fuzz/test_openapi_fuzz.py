@@ -271,6 +271,10 @@ def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzer]:
         yield fuzzer
     finally:
         cluster.stop()
+    # Stopping included: no node may log a traceback.
+    for node in cluster.nodes():
+        text = node.log_path.read_text(errors="replace")
+        assert "Traceback" not in text, f"{node.name} logged a traceback:\n{text[-3000:]}"
 
 
 def test_fuzz_both_nodes_from_their_documents(
