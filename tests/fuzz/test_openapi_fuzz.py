@@ -70,11 +70,12 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
+# The statuses replog refuses a request with that breaks the document.
 REFUSALS = ["400", "401", "404", "405", "413"]
 # Floors: an operation with inputs yields at least this many distinct requests
 # per mode, and the whole run at least TOTAL_FLOOR requests.
-PER_OPERATION_FLOOR = 20
-TOTAL_FLOOR = 800
+PER_OPERATION_FLOOR = 100
+TOTAL_FLOOR = 3000
 WRITE = "POST /"
 # Operations whose every input breaks the document only in ways no request can
 # carry (an empty path segment is another path): no negative case exists.
