@@ -80,6 +80,10 @@ _STORAGE = {
     "fsync": _nullable({"type": "string"}),
     "sync": _SYNC_STATS,
 }
+_SECURITY = {
+    "auth": {"type": "boolean", "description": "a cluster token is set (--cluster-token)"},
+    "tls": {"type": "boolean", "description": "this node serves HTTPS (--tls-cert)"},
+}
 _WRITE_ANSWER = {"w": _int(1), "acks": _int(1), "acked_by": _NODE_NAMES}
 
 SCHEMAS: dict[str, Schema] = {
@@ -204,6 +208,7 @@ SCHEMAS: dict[str, Schema] = {
             "nodes_up",
             "last_seq",
             "secondaries",
+            *_SECURITY,
         ],
         {
             "role": {"type": "string", "enum": ["master"]},
@@ -229,7 +234,7 @@ SCHEMAS: dict[str, Schema] = {
             "cluster_size": _int(1),
             "nodes_up": _int(1),
             "last_seq": _COUNT,
-            "auth": {"type": "boolean", "description": "whether a cluster token is set"},
+            **_SECURITY,
             "secondaries": {
                 "type": "array",
                 "items": _object(
@@ -260,6 +265,7 @@ SCHEMAS: dict[str, Schema] = {
             "cluster_id",
             "incarnation",
             *_STORAGE,
+            *_SECURITY,
         ],
         {
             "role": {"type": "string", "enum": ["secondary"]},
@@ -273,7 +279,7 @@ SCHEMAS: dict[str, Schema] = {
             "last_epoch": _COUNT,
             "cluster_id": _nullable({"type": "string"}),
             "incarnation": {"type": "string"},
-            "auth": {"type": "boolean", "description": "whether a cluster token is set"},
+            **_SECURITY,
             **_STORAGE,
         },
     ),

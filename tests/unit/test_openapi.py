@@ -9,22 +9,33 @@ from types import SimpleNamespace
 import pytest
 import schemathesis
 import tornado.web
+import tornado.websocket
 from openapi_spec_validator import validate
 
 from common.openapi import OPENAPI_PATH, document, document_bytes
 from master.app import make_app as make_master_app
+from master.config import MasterConfig
 from secondary.app import make_app as make_secondary_app
+from secondary.config import SecondaryConfig
 
 ROLES = ("master", "secondary")
 METHODS = [m.lower() for m in tornado.web.RequestHandler.SUPPORTED_METHODS]
 
 
-def application(role: str) -> tornado.web.Application:
-    """The role's real Application (the routes only need a node to hand to handlers)."""
-    node = SimpleNamespace(config=SimpleNamespace(max_body_bytes=1000))
+def served_app(role: str) -> object:
+    """What the role serves (the master's Application inside its BodyLimit wrapper).
+
+    Building the routes reads only the node's config; handlers get the node as is.
+    """
     if role == "master":
-        return make_master_app(node).app  # inside the BodyLimit wrapper
-    return make_secondary_app(node)
+        return make_master_app(SimpleNamespace(config=MasterConfig()))
+    config = SecondaryConfig(host="127.0.0.1", port=0, master_url="http://m:1", secondary_id="s")
+    return make_secondary_app(SimpleNamespace(config=config))
+
+
+def application(role: str) -> tornado.web.Application:
+    app = served_app(role)
+    return app.app if role == "master" else app
 
 
 def routes(app: tornado.web.Application) -> list[tuple[re.Pattern, set[str]]]:
@@ -95,6 +106,21 @@ def test_each_role_documents_its_own_operations():
     }
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_handlers_that_need_the_token_are_the_documented_internal_ones(role):
+    doc = document(role)
+    for rule in application(role).wildcard_router.rules:
+        handler = rule.target
+        # JsonHandler's `internal` makes prepare() demand the token; the replication
+        # WebSocket checks it itself.
+        needs_token = getattr(handler, "internal", False) or issubclass(
+            handler, tornado.websocket.WebSocketHandler
+        )
+        (template,) = [t for t in doc["paths"] if rule.matcher.regex.match(sample(t))]
+        for method, op in doc["paths"][template].items():
+            assert bool(op["security"]) == needs_token, (role, template, method)
+
+
 INTERNAL = {
     ("master", "/register", "post"),
     ("master", "/secondaries/{id}", "delete"),
@@ -156,9 +182,7 @@ def test_served_document_is_the_module_s(role):
 
 @pytest.fixture(params=ROLES)
 def app(request):
-    node = SimpleNamespace(config=SimpleNamespace(max_body_bytes=1000))
-    # The master serves through its BodyLimit wrapper, as in production.
-    return make_master_app(node) if request.param == "master" else make_secondary_app(node)
+    return served_app(request.param)
 
 
 @pytest.mark.gen_test
