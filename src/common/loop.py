@@ -17,3 +17,15 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         else:
             uvloop.install()
     asyncio.run(main)
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel `tasks` and wait until they are done, whatever they ended with.
+
+    (Awaiting a finished task again re-raises its old exception, which a stop
+    must not do: the task's owner has logged it already.)
+    """
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)

@@ -1,6 +1,12 @@
 """`replog-master`: run the master."""
 
+# ruff: noqa: E402  (signals are caught before the slow imports below)
 from __future__ import annotations
+
+from common.signals import STOP_SIGNALS
+
+# First thing: from here on SIGINT/SIGTERM stop the process cleanly (common.signals).
+STOP_SIGNALS.install()
 
 import sys
 from collections.abc import Sequence
@@ -9,7 +15,7 @@ import structlog
 
 from common import loop
 from common.logs import configure_logging
-from common.process import ListenError, listen, serve_until_signalled
+from common.process import ListenError, listen, serve_until_signalled, starting
 from common.security import log_auth_mode
 from common.storage_open import open_node_store, refuse
 from master.app import make_server
@@ -58,7 +64,10 @@ async def run(config: MasterConfig, node: MasterNode) -> None:
         )
 
     async def stop() -> None:
-        server.stop()
+        server.stop()  # no new connections
+        # Open client connections go (a waiting write's client gets no answer: its
+        # outcome is unknown, as after any lost connection; a retry with its id is safe).
+        await server.close_all_connections()
         await node.stop()
         store.close()
 
@@ -66,11 +75,13 @@ async def run(config: MasterConfig, node: MasterNode) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    STOP_SIGNALS.install()  # (already, unless main() is called from elsewhere)
     config = parse_config(argv)
     # Buffered: several events per write, written once per event-loop iteration.
     configure_logging(config.log_format, node="master", buffered=True)
-    store = open_node_store(PROG, config.storage, "master", role="master")
-    node = make_node(config, store)
+    with starting():
+        store = open_node_store(PROG, config.storage, "master", role="master")
+        node = make_node(config, store)
     try:
         loop.run(run(config, node))
     except ListenError as exc:

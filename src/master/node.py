@@ -10,7 +10,6 @@ call it; it never touches sockets itself (the recovery fetch goes through
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from common.loop import cancel_and_wait
 from common.security import PeerClient
 from core import (
     LENIENT,
@@ -643,9 +643,5 @@ class MasterNode:
         }
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         await asyncio.gather(*(link.stop() for link in self.links.values()))

@@ -25,6 +25,7 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 
 from common import wire
 from common.backoff import Backoff
+from common.loop import cancel_and_wait
 from core import UNHEALTHY
 
 if TYPE_CHECKING:
@@ -133,13 +134,9 @@ class SecondaryLink:
                 stream.close()
 
     async def stop(self) -> None:
-        for task in (self._task, self._session_task):
-            if task is not None:
-                task.cancel()
-                # A session may have ended with a dial error nobody collected (the
-                # link's own task was cancelled first): it no longer matters.
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        # A session may have ended with a dial error nobody collected (the link's own
+        # task was cancelled first): it no longer matters.
+        await cancel_and_wait(self._task, self._session_task)
 
     async def _run(self) -> None:
         # A restarted master streams nothing before it has recovered the log.
@@ -182,8 +179,11 @@ class SecondaryLink:
                 continue
             delay = self._backoff.next_delay()
             log.info("stream_retry", secondary=self.secondary_id, retry_in_ms=round(delay * 1000))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._restart.wait(), delay)
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for loses a cancel
+            # that comes as the event is set, and the link would dial on after stop().
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._restart.wait()
 
     def _url(self) -> str | None:
         """The secondary's URL, for a log line (None once it has been removed)."""
@@ -195,7 +195,8 @@ class SecondaryLink:
         opened = False
         try:
             conn = await self._connect()
-            raw = await asyncio.wait_for(conn.read_message(), self.config.unhealthy_after)
+            async with asyncio.timeout(self.config.unhealthy_after):
+                raw = await conn.read_message()
             if raw is None:
                 return
             hello = self._check_hello(wire.decode(raw, "hello"))

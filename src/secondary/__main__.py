@@ -1,6 +1,12 @@
 """`replog-secondary`: run a secondary."""
 
+# ruff: noqa: E402  (signals are caught before the slow imports below)
 from __future__ import annotations
+
+from common.signals import STOP_SIGNALS
+
+# First thing: from here on SIGINT/SIGTERM stop the process cleanly (common.signals).
+STOP_SIGNALS.install()
 
 import sys
 from collections.abc import Sequence
@@ -9,7 +15,7 @@ import structlog
 
 from common import loop
 from common.logs import configure_logging
-from common.process import ListenError, listen, serve_until_signalled
+from common.process import ListenError, listen, serve_until_signalled, starting
 from common.security import log_auth_mode
 from common.storage_open import open_node_store, refuse
 from secondary.app import make_server
@@ -43,22 +49,26 @@ async def run(config: SecondaryConfig, node: SecondaryNode) -> None:
         registrar.start()
 
     async def stop() -> None:
-        server.stop()
+        server.stop()  # no new connections
+        await server.close_all_connections()
         await registrar.stop()
+        node.stop()  # the replication stream goes, and any batch still held by --delay
         store.close()
 
     await serve_until_signalled(start, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    STOP_SIGNALS.install()  # (already, unless main() is called from elsewhere)
     config = parse_config(argv)
     configure_logging(config.log_format, node=config.secondary_id)
-    store = open_node_store(PROG, config.storage, config.secondary_id, role="secondary")
-    try:
-        node = SecondaryNode(config, store)
-    except StoreError as exc:
-        store.close()
-        refuse(PROG, str(exc))
+    with starting():
+        store = open_node_store(PROG, config.storage, config.secondary_id, role="secondary")
+        try:
+            node = SecondaryNode(config, store)
+        except StoreError as exc:
+            store.close()
+            refuse(PROG, str(exc))
     try:
         loop.run(run(config, node))
     except ListenError as exc:

@@ -32,6 +32,7 @@ class SecondaryNode:
         self.stream_changed = asyncio.Event()
         self.last_heard_from_master = time.monotonic()
         self.cluster_id: str | None = None
+        self.stopped = False
         self._restore()
         self.store.on_durable = self._durable
 
@@ -92,12 +93,24 @@ class SecondaryNode:
 
     def attach_stream(self, stream: Stream) -> None:
         """The master opened a replication stream; only the newest one is kept."""
+        if self.stopped:
+            stream.close()
+            return
         previous, self.stream = self.stream, stream
         self.last_heard_from_master = time.monotonic()
         if previous is not None:
             previous.close()
         self.stream_changed.set()
         log.info("stream_attached", contiguous_seq=self.follower.contiguous_seq)
+
+    def stop(self) -> None:
+        """The process is stopping: drop the master's stream and apply nothing more
+        (a batch still held by --delay is dropped; the next stream resends it)."""
+        self.stopped = True
+        stream = self.stream
+        if stream is not None:
+            self.detach_stream(stream)
+            stream.close()
 
     def detach_stream(self, stream: Stream) -> None:
         if self.stream is stream:
@@ -140,6 +153,8 @@ class SecondaryNode:
         The ACK follows once that is durable (`_durable`); a batch that adds
         nothing is answered at once with what we hold.
         """
+        if self.stopped:
+            return
         result = self.follower.apply(entries, epoch) if entries else None
         if result is None or not result.applied:
             self._send_ack()

@@ -17,6 +17,7 @@ import structlog
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from common.backoff import Backoff
+from common.loop import cancel_and_wait
 from common.security import PeerClient
 from secondary.node import SecondaryNode
 
@@ -40,10 +41,7 @@ class Registrar:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
@@ -60,8 +58,7 @@ class Registrar:
         """While a stream is attached, drop it if the master falls silent."""
         timeout = self.node.config.master_timeout
         self.node.stream_changed.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.node.stream_changed.wait(), timeout / 4)
+        await _wait(self.node.stream_changed, timeout / 4)
         stream = self.node.stream
         if stream is not None and self.node.master_silent_for() > timeout:
             log.warning("master_silent", silent_s=round(self.node.master_silent_for(), 3))
@@ -71,8 +68,7 @@ class Registrar:
     async def _wait_for_stream(self, seconds: float) -> None:
         self.node.stream_changed.clear()
         if self.node.stream is None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.node.stream_changed.wait(), seconds)
+            await _wait(self.node.stream_changed, seconds)
 
     async def _register_once(self) -> bool:
         config = self.node.config
@@ -139,6 +135,18 @@ def _field(exc: HTTPClientError, name: str) -> object:
         return orjson.loads(exc.response.body).get(name)  # type: ignore[union-attr]
     except (orjson.JSONDecodeError, TypeError, AttributeError):
         return None
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` pass.
+
+    asyncio.timeout, not wait_for: in Python 3.11 wait_for loses a cancel that
+    comes as the event is set (the master's stream closing as the node stops),
+    and the registrar went on registering after stop().
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _error(exc: HTTPClientError) -> str:

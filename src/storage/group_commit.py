@@ -161,6 +161,8 @@ class GroupCommit:
             completed, self._completed = self._completed, []
             self._notified = False
             generation = self.log.generation
+            if self._closed:
+                return  # the store closed meanwhile: its owner is stopping
         # A sync begun before a truncate says nothing of what came after it.
         durable = max((target for target, gen in completed if gen == generation), default=0)
         if durable > self.durable_seq:
