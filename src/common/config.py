@@ -298,3 +298,40 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+# -- HTTP timeouts (both nodes) ------------------------------------------------
+
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_BODY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class HttpTimeouts:
+    """How long an HTTP connection may sit idle or send its request (seconds)."""
+
+    idle: float = DEFAULT_IDLE_TIMEOUT
+    body: float = DEFAULT_BODY_TIMEOUT
+
+
+def add_http_timeout_arguments(parser: EnvArgumentParser) -> None:
+    parser.add_env_argument(
+        "--idle-timeout",
+        env=["REPLOG_IDLE_TIMEOUT"],
+        default=DEFAULT_IDLE_TIMEOUT,
+        type=positive_float,
+        help="close an HTTP connection that stays idle this many seconds between requests, "
+        "or whose request headers take longer to arrive (replication streams are not affected)",
+    )
+    parser.add_env_argument(
+        "--body-timeout",
+        env=["REPLOG_BODY_TIMEOUT"],
+        default=DEFAULT_BODY_TIMEOUT,
+        type=positive_float,
+        help="close an HTTP connection whose request body takes longer than this many "
+        "seconds to arrive",
+    )
+
+
+def http_timeouts(args: argparse.Namespace) -> HttpTimeouts:
+    return HttpTimeouts(idle=args.idle_timeout, body=args.body_timeout)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 import orjson
 import tornado.web
-from tornado import httputil
 
 from common.security import unauthorized_reason
 from core import RequestError
@@ -39,7 +37,12 @@ def parse_paging(handler: tornado.web.RequestHandler) -> tuple[int, int | None]:
     """`?from=<seq>&limit=<n>` for `GET /`: both optional, both positive integers."""
     values = []
     for name in ("from", "limit"):
-        raw = handler.get_query_argument(name, None)
+        try:
+            raw = handler.get_query_argument(name, None)
+        except tornado.web.HTTPError:
+            raise RequestError(
+                400, f'query parameter "{name}" is not valid UTF-8 once percent-decoded'
+            ) from None
         if raw is None:
             values.append(None)
             continue
@@ -88,12 +91,17 @@ class JsonHandler(tornado.web.RequestHandler):
             reason = f"{self.request.method} is not allowed on {self.request.path}"
         elif status_code == 500:
             reason = "internal error, see the node's log"
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            # Tornado's own 4xx (a query argument that is not UTF-8, say): say what it is.
+            reason = exc.log_message % exc.args if exc.args else exc.log_message
         else:
             reason = self._reason
         self.finish(orjson.dumps({"error": reason}))
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(value, RequestError):
+        if isinstance(value, RequestError) or (
+            isinstance(value, tornado.web.HTTPError) and value.status_code < 500
+        ):
             return  # a client error, answered as such; not a server fault
         super().log_exception(typ, value, tb)
 
@@ -111,81 +119,3 @@ class OpenApiHandler(JsonHandler):
 class NotFoundHandler(JsonHandler):
     def prepare(self) -> None:
         self.send_error_json(404, f"no such endpoint: {self.request.method} {self.request.path}")
-
-
-class BodyLimit(httputil.HTTPServerConnectionDelegate):
-    """Refuse request bodies over `limit` bytes with a JSON 413, for every path.
-
-    Wraps the Application at the connection level so that ordinary requests
-    keep Tornado's fast non-streaming path: the declared Content-Length is
-    checked when the headers arrive, a chunked body is counted as it streams,
-    and an oversized body is read and dropped, never handed to a handler.
-    """
-
-    def __init__(self, app: tornado.web.Application, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    def start_request(
-        self, server_conn: object, request_conn: httputil.HTTPConnection
-    ) -> httputil.HTTPMessageDelegate:
-        inner = self.app.start_request(server_conn, request_conn)
-        return _LimitedRequest(inner, request_conn, self.limit)
-
-    def on_close(self, server_conn: object) -> None:
-        self.app.on_close(server_conn)
-
-
-class _LimitedRequest(httputil.HTTPMessageDelegate):
-    def __init__(
-        self, inner: httputil.HTTPMessageDelegate, conn: httputil.HTTPConnection, limit: int
-    ) -> None:
-        self.inner = inner
-        self.conn = conn
-        self.limit = limit
-        self.size = 0
-        self.refused = False
-
-    def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> Awaitable[None] | None:
-        declared = headers.get("Content-Length", "")
-        # More than 18 digits is far over any limit (and beyond what DIGITS admits).
-        if (
-            declared.isascii()
-            and declared.isdigit()
-            and (len(declared) > 18 or int(declared) > self.limit)
-        ):
-            self.refused = True
-            return None
-        return self.inner.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        if self.refused:
-            return None
-        self.size += len(chunk)
-        if self.size > self.limit:
-            self.refused = True
-            self.inner.on_connection_close()  # let the handler side drop what it buffered
-            return None
-        return self.inner.data_received(chunk)
-
-    def finish(self) -> None:
-        if not self.refused:
-            self.inner.finish()
-            return
-        body = orjson.dumps(
-            {"error": f"the body is larger than {self.limit} bytes (--max-body-bytes)"}
-        )
-        # The body has been read (and dropped), so the connection stays usable.
-        headers = httputil.HTTPHeaders(
-            {"Content-Type": JSON_TYPE, "Content-Length": str(len(body))}
-        )
-        start = httputil.ResponseStartLine("HTTP/1.1", 413, "Content Too Large")
-        self.conn.write_headers(start, headers, body)
-        self.conn.finish()
-
-    def on_connection_close(self) -> None:
-        self.inner.on_connection_close()

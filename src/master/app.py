@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import tornado.httpserver
 import tornado.web
 
+from common.http_server import JsonHTTPServer
 from common.openapi import OPENAPI_ROUTE, document_bytes
-from common.web import BodyLimit, NotFoundHandler, OpenApiHandler
+from common.web import NotFoundHandler, OpenApiHandler
 from master.handlers import HealthHandler, LogHandler, RegisterHandler, SecondaryHandler
 from master.node import MasterNode
 
-# Bodies over --max-body-bytes get a JSON 413 from BodyLimit (and are read and
-# dropped); this outer bound keeps an absurd Content-Length from being read at all.
-SERVER_BODY_LIMIT = 1 << 30
 
-
-def make_app(node: MasterNode) -> BodyLimit:
-    """The master's HTTP delegate: the routes, behind the body-size limit."""
-    app = tornado.web.Application(
+def make_app(node: MasterNode) -> tornado.web.Application:
+    return tornado.web.Application(
         [
             (r"/", LogHandler, {"node": node}),
             (r"/register", RegisterHandler, {"node": node}),
@@ -30,12 +25,17 @@ def make_app(node: MasterNode) -> BodyLimit:
         # Internal handlers (`internal = True`) require it when set (common.web.JsonHandler).
         cluster_token=node.config.cluster_token,
     )
-    return BodyLimit(app, node.config.max_body_bytes)
 
 
-def make_server(node: MasterNode) -> tornado.httpserver.HTTPServer:
-    return tornado.httpserver.HTTPServer(
+def make_server(node: MasterNode) -> JsonHTTPServer:
+    """The routes behind the body limit (a 413 over --max-body-bytes, read no further),
+    the HTTP timeouts, and JSON answers to malformed requests (common.http_server)."""
+    config = node.config
+    return JsonHTTPServer(
         make_app(node),
-        max_body_size=max(SERVER_BODY_LIMIT, node.config.max_body_bytes),
-        ssl_options=node.config.tls.server_context(),
+        max_body_size=config.max_body_bytes,
+        limit_hint=" (--max-body-bytes)",
+        idle_connection_timeout=config.timeouts.idle,
+        body_timeout=config.timeouts.body,
+        ssl_options=config.tls.server_context(),
     )

@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 
 from common.config import (
     EnvArgumentParser,
+    HttpTimeouts,
     StorageConfig,
     add_env_flag,
+    add_http_timeout_arguments,
     add_security_arguments,
     add_storage_arguments,
     cluster_token,
+    http_timeouts,
     non_negative_float,
     non_negative_int,
     port,
@@ -45,6 +48,7 @@ class MasterConfig:
     cluster_token: str | None = field(default=None, repr=False)
     tls: TlsConfig = field(default_factory=TlsConfig)
     recover: bool = False
+    timeouts: HttpTimeouts = field(default_factory=HttpTimeouts)
 
 
 def build_parser() -> EnvArgumentParser:
@@ -74,6 +78,7 @@ def build_parser() -> EnvArgumentParser:
         type=non_negative_int,
         help="largest POST body accepted; larger ones get 413",
     )
+    add_http_timeout_arguments(parser)
     parser.add_env_argument(
         "--retry-initial",
         env=["REPLOG_RETRY_INITIAL"],
@@ -166,4 +171,5 @@ def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
         recover=args.recover,
         cluster_token=cluster_token(parser, args),
         tls=tls_config(parser, args),
+        timeouts=http_timeouts(args),
     )

@@ -23,7 +23,7 @@ from master.node import ClusterMismatch, MasterNode, WriteConcernTimeout
 class LogHandler(JsonHandler):
     """`GET /` lists the log; `POST /` appends under a write concern.
 
-    Bodies over --max-body-bytes never get here: common.web.BodyLimit answers 413.
+    Bodies over --max-body-bytes never get here: common.http_server answers 413.
     """
 
     def initialize(self, node: MasterNode) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import tornado.httpserver
 import tornado.web
 
 from common import wire
+from common.http_server import JsonHTTPServer
 from common.openapi import OPENAPI_ROUTE, document_bytes
 from common.web import NotFoundHandler, OpenApiHandler
 from secondary.handlers import HealthHandler, LogExportHandler, LogHandler, ReplicationHandler
 from secondary.node import SecondaryNode
+
+# A secondary takes no request bodies (its WebSocket frames have their own bound,
+# wire.MAX_MESSAGE_BYTES). A write sent here by mistake, up to the master's default
+# limit, still gets the 405 that names the master rather than a 413.
+MAX_BODY_BYTES = 1 << 20
 
 
 def make_app(node: SecondaryNode) -> tornado.web.Application:
@@ -29,7 +34,13 @@ def make_app(node: SecondaryNode) -> tornado.web.Application:
     )
 
 
-def make_server(node: SecondaryNode) -> tornado.httpserver.HTTPServer:
-    return tornado.httpserver.HTTPServer(
-        make_app(node), ssl_options=node.config.tls.server_context()
+def make_server(node: SecondaryNode) -> JsonHTTPServer:
+    """The routes behind a body limit, the HTTP timeouts, and JSON answers to
+    malformed requests (common.http_server)."""
+    return JsonHTTPServer(
+        make_app(node),
+        max_body_size=MAX_BODY_BYTES,
+        idle_connection_timeout=node.config.timeouts.idle,
+        body_timeout=node.config.timeouts.body,
+        ssl_options=node.config.tls.server_context(),
     )

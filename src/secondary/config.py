@@ -9,10 +9,13 @@ from urllib.parse import urlsplit
 
 from common.config import (
     EnvArgumentParser,
+    HttpTimeouts,
     StorageConfig,
+    add_http_timeout_arguments,
     add_security_arguments,
     add_storage_arguments,
     cluster_token,
+    http_timeouts,
     non_negative_float,
     port,
     positive_float,
@@ -38,6 +41,7 @@ class SecondaryConfig:
     # The shared secret internal requests carry (None: internal endpoints are open).
     cluster_token: str | None = field(default=None, repr=False)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    timeouts: HttpTimeouts = field(default_factory=HttpTimeouts)
 
     @property
     def url(self) -> str:
@@ -123,6 +127,7 @@ def build_parser() -> EnvArgumentParser:
         help="drop the replication stream and register again after this many seconds "
         "without a message (batch or heartbeat) from the master",
     )
+    add_http_timeout_arguments(parser)
     add_storage_arguments(parser)
     add_security_arguments(parser)
     parser.add_log_format()
@@ -152,4 +157,5 @@ def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
         storage=storage_config(args, args.id),
         cluster_token=cluster_token(parser, args),
         tls=tls_config(parser, args),
+        timeouts=http_timeouts(args),
     )

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from core import ReadOnly, WriteRequest
-from master.app import make_app
+from master.app import make_app, make_server
 from master.config import MasterConfig
 from master.node import MasterNode, WriteConcernTimeout
 
@@ -36,6 +36,17 @@ def node():
 @pytest.fixture
 def app(node):
     return make_app(node)
+
+
+@pytest.fixture
+def http_server(request, io_loop, _unused_port, node):
+    """pytest-tornado's server fixture, serving as replog-master does (master.app.make_server):
+    its body limit and its JSON answers to malformed requests are the server's."""
+    server = make_server(node)
+    server.add_socket(_unused_port[0])
+    yield server
+    server.stop()
+    io_loop.run_sync(server.close_all_connections)
 
 
 async def post(http_client, base_url, body, **kw):

@@ -33,6 +33,7 @@ DIRTY = (
     "Task was destroyed",
     "Uncaught exception",
     "Exception in callback",
+    "stop_timed_out",
 )
 SECONDARIES = ("s1", "s2", "s3")
 FAST = ["--heartbeat-interval", "0.1", "--suspect-after", "0.3", "--unhealthy-after", "1"]
@@ -156,7 +157,7 @@ def test_every_node_stops_cleanly_every_time(cluster_factory):
     master_port = free_port(cluster.host)
     ports = {name: free_port(cluster.host) for name in SECONDARIES}
     began = time.monotonic()
-    for number, plan in enumerate(ROUNDS):
+    for number, plan in enumerate(ROUNDS * 2):
         offsets = {}
         for node in [cluster.master, *cluster.secondaries.values()]:
             if node is not None:
@@ -187,7 +188,9 @@ def test_every_node_stops_cleanly_every_time(cluster_factory):
                 dirty = [word for word in DIRTY if word in output]
                 assert not dirty, f"round {number} {plan}: {node.name} printed {dirty}\n{output}"
                 assert '"event":"stopping"' in output or plan.moment == "starting", output
-    assert time.monotonic() - began < 90
+                # Stopped in order, unless the signal came before it served.
+                assert '"event":"stopped"' in output or '"during":"start-up"' in output, output
+    assert time.monotonic() - began < 60
 
 
 def test_a_signal_at_any_moment_of_start_up_exits_0(cluster_factory):

@@ -23,7 +23,7 @@ METHODS = [m.lower() for m in tornado.web.RequestHandler.SUPPORTED_METHODS]
 
 
 def served_app(role: str) -> object:
-    """What the role serves (the master's Application inside its BodyLimit wrapper).
+    """What the role serves (its server, common.http_server, adds only transport checks).
 
     Building the routes reads only the node's config; handlers get the node as is.
     """
@@ -35,7 +35,8 @@ def served_app(role: str) -> object:
 
 def application(role: str) -> tornado.web.Application:
     app = served_app(role)
-    return app.app if role == "master" else app
+    assert isinstance(app, tornado.web.Application)
+    return app
 
 
 def routes(app: tornado.web.Application) -> list[tuple[re.Pattern, set[str]]]:
