@@ -37,6 +37,7 @@ from tornado.http1connection import (
     HTTP1Connection,
     HTTP1ConnectionParameters,
     HTTP1ServerConnection,
+    _QuietException,
 )
 from tornado.log import gen_log
 
@@ -178,6 +179,9 @@ class _ServerConnection(HTTP1ServerConnection):
                     iostream.UnsatisfiableReadError,
                     asyncio.CancelledError,
                 ):
+                    return
+                except _QuietException:  # a delegate failed, and that is logged already
+                    conn.close()
                     return
                 except Exception:
                     gen_log.error("Uncaught exception", exc_info=True)
