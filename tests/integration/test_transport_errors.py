@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from support import http
-from support.cluster import Cluster
+from support.cluster import Cluster, TlsFiles
 
 LIMIT = 250_000  # (a body nested 100,000 deep fits)
 HOST = b"Host: replog\r\n"
@@ -260,3 +260,41 @@ def test_refusals_are_logged_as_events(cluster):
     events = [e for e in cluster.master.events() if e["event"] == "request_refused"]
     assert events and events[-1]["status"] == 400 and "nope" in events[-1]["error"]
     assert events[-1]["peer"].startswith("127.")
+
+
+def test_over_tls_too(cluster_factory):
+    """An https node answers the same JSON (no half-close on TLS: the client closes)."""
+    trustme = pytest.importorskip("trustme")
+    cluster = cluster_factory()
+    ca = trustme.CA()
+    directory = cluster.tmp_path / "tls"
+    directory.mkdir()
+    cert = ca.issue_cert(cluster.host)
+    files = TlsFiles(directory / "cert.pem", directory / "key.pem", directory / "ca.pem")
+    cert.cert_chain_pems[0].write_to_path(str(files.cert))
+    cert.private_key_pem.write_to_path(str(files.key))
+    ca.cert_pem.write_to_path(str(files.ca))
+    cluster.tls = files
+    cluster.start_master("--max-body-bytes", str(LIMIT))
+    parts = urlsplit(cluster.master_url)
+    for data, status, hint in (
+        FRAMING["content-length not a number"],
+        FRAMING["chunk size not hex"],
+        FRAMING["declared length over the limit, no body sent"],
+    ):
+        with (
+            socket.create_connection((parts.hostname, parts.port), timeout=5) as raw,
+            files.context().wrap_socket(raw, server_hostname=parts.hostname) as sock,
+        ):
+            sock.sendall(data)
+            received = b""
+            while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < _length(
+                received.partition(b"\r\n\r\n")[0]
+            ):
+                chunk = sock.recv(65536)
+                assert chunk, received
+                received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status)
+        assert b"content-type: application/json" in head.lower()
+        assert hint in json.loads(body)["error"]
