@@ -6,6 +6,7 @@ import orjson
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from common import wire
+from common.loop import left_alone_if_cancelled
 from common.security import PeerClient
 from core import LogReport
 from core.entry import Entry
@@ -33,8 +34,8 @@ async def fetch_log(url: str, peers: PeerClient) -> list[Entry]:
     while True:
         page_url = f"{url.rstrip('/')}{wire.LOG_PATH}?from={len(entries) + 1}&limit={PAGE}"
         try:
-            response = await client.fetch(
-                peers.request(page_url, connect_timeout=3, request_timeout=30)
+            response = await left_alone_if_cancelled(
+                client.fetch(peers.request(page_url, connect_timeout=3, request_timeout=30))
             )
             page = wire.decode_entries(orjson.loads(response.body))
         except HTTPClientError as exc:

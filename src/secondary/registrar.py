@@ -17,7 +17,7 @@ import structlog
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from common.backoff import Backoff
-from common.loop import cancel_and_wait
+from common.loop import cancel_and_wait, left_alone_if_cancelled
 from common.security import PeerClient
 from secondary.node import SecondaryNode
 
@@ -82,7 +82,7 @@ class Registrar:
             request_timeout=5,
         )
         try:
-            await AsyncHTTPClient().fetch(request)
+            await left_alone_if_cancelled(AsyncHTTPClient().fetch(request))
         except HTTPClientError as exc:
             if exc.code == 401:
                 # Not the master's token (or none): it will not stream to us. Keep asking,
