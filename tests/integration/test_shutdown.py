@@ -1,11 +1,13 @@
 """SIGTERM and SIGINT stop every node within 2 s, exit 0, no traceback: many rounds, under load.
 
-Each round restarts one cluster (a master and three secondaries, on disk, on
-the same data as the round before) and signals every node at once while
-writer threads post with w=1..3. Rounds vary the signal, its order over the
-nodes, a second signal, and the moment: under load, right after the master
-answers (secondaries still registering or dialling), and as soon as a process
-catches SIGTERM at all (during imports, flag parsing, storage replay).
+Each of 32 rounds restarts one cluster (a master and three secondaries, on
+disk, on the same data as the round before; s3 holds batches 0.2 s with
+--delay) and signals every node back to back while writer threads post with
+w=1..3. Rounds vary the signal, its order over the nodes, a second signal,
+and the moment: under load, right after the master answers (secondaries
+still starting, registering or dialling), and as soon as a process catches
+SIGTERM at all (imports, flags). A second test signals a master at moments
+spread over its start-up with a log of 300,000 entries to replay.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
 
+from chaos.cluster import free_port
 from support import http
 from support.cluster import Cluster, Node
 from support.waiting import wait_until
@@ -90,7 +93,7 @@ class Writers:
 @dataclass
 class Round:
     sig: int = signal.SIGTERM
-    order: str = "all"  # all | master-first | master-last | shuffled
+    order: str = "master-first"  # master-first | master-last | shuffled
     moment: str = "load"  # load | registering | starting
     twice: bool = False
 
@@ -132,12 +135,11 @@ def start(cluster: Cluster, master_port: int, ports: dict[str, int], wait: bool)
 
 
 def signal_all(nodes: list[Node], plan: Round, rng: random.Random) -> dict[str, float]:
-    if plan.order == "master-first":
-        pass
-    elif plan.order == "master-last":
+    """Signal each node (the master is first in `nodes`) back to back, in `plan.order`."""
+    if plan.order == "master-last":
         nodes = nodes[1:] + nodes[:1]
     elif plan.order == "shuffled":
-        rng.shuffle(nodes)
+        nodes = rng.sample(nodes, len(nodes))
     sent = {}
     for node in nodes:
         node.signal(plan.sig)
@@ -152,11 +154,8 @@ def signal_all(nodes: list[Node], plan: Round, rng: random.Random) -> dict[str, 
 def test_every_node_stops_cleanly_every_time(cluster_factory):
     rng = random.Random(8)
     cluster = cluster_factory(secondaries=3)
-    from chaos.cluster import free_port
-
     master_port = free_port(cluster.host)
     ports = {name: free_port(cluster.host) for name in SECONDARIES}
-    began = time.monotonic()
     for number, plan in enumerate(ROUNDS * 2):
         offsets = {}
         for node in [cluster.master, *cluster.secondaries.values()]:
@@ -190,7 +189,6 @@ def test_every_node_stops_cleanly_every_time(cluster_factory):
                 assert '"event":"stopping"' in output or plan.moment == "starting", output
                 # Stopped in order, unless the signal came before it served.
                 assert '"event":"stopped"' in output or '"during":"start-up"' in output, output
-    assert time.monotonic() - began < 60
 
 
 def test_a_signal_at_any_moment_of_start_up_exits_0(cluster_factory):
