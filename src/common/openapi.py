@@ -286,7 +286,14 @@ SCHEMAS: dict[str, Schema] = {
     "Registration": _object(
         ["id", "url"],
         {
-            "id": {"type": "string", "minLength": 1, "not": {"enum": ["master"]}},
+            "id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": wire.MAX_ID_CHARS,
+                "pattern": wire.ID_PATTERN,
+                "not": {"enum": ["master"]},
+                "description": "1 to 64 characters, none a control character",
+            },
             "url": {
                 "type": "string",
                 "maxLength": 300,
@@ -346,13 +353,20 @@ def _answer(description: str, schema: str | Schema = "Error") -> dict[str, Any]:
     }
 
 
-def _query_int(name: str, description: str, *, required: bool = False, minimum: int = 1) -> dict:
+def _query_int(
+    name: str,
+    description: str,
+    *,
+    required: bool = False,
+    minimum: int = 1,
+    maximum: int = MAX_QUERY_INT,
+) -> dict:
     return {
         "name": name,
         "in": "query",
         "required": required,
         "description": description,
-        "schema": _int(minimum, MAX_QUERY_INT),
+        "schema": _int(minimum, maximum),
     }
 
 
@@ -501,7 +515,11 @@ def _secondary_paths() -> dict[str, Any]:
                 "exportLog",
                 "The log with epochs, read by a restarting master",
                 {
-                    "200": _answer("[seq, epoch, id, message] entries", "LogExport"),
+                    "200": _answer(
+                        "[seq, epoch, id, message] entries: at most `limit`, and the page "
+                        "stops at 4 MiB (it always holds one entry); empty at the end of the log",
+                        "LogExport",
+                    ),
                     "400": _BAD_PAGING,
                 },
                 internal=True,
@@ -514,7 +532,10 @@ def _secondary_paths() -> dict[str, Any]:
                 "The master's replication stream (a WebSocket upgrade, RFC 6455)",
                 {
                     "101": {"description": "switching to the WebSocket replication protocol"},
-                    "400": _answer("no ?epoch, or a plain GET (not a WebSocket upgrade)"),
+                    "400": _answer(
+                        "no ?epoch (or one outside 1..10^15), a ?max_frame that is not a "
+                        "number, or a plain GET (not a WebSocket upgrade)"
+                    ),
                     "409": _answer(
                         "not this secondary's id, a newer master epoch is known here, or this "
                         "node holds another cluster's data"
@@ -522,7 +543,13 @@ def _secondary_paths() -> dict[str, Any]:
                 },
                 internal=True,
                 parameters=[
-                    _query_int("epoch", "the master's epoch", required=True, minimum=0),
+                    _query_int("epoch", "the master's epoch", required=True, maximum=wire.MAX_INT),
+                    _query_int(
+                        "max_frame",
+                        "the largest frame the master may send, in bytes (a secondary "
+                        "accepting less warns)",
+                        minimum=0,
+                    ),
                     {
                         "name": "secondary",
                         "in": "query",

@@ -15,7 +15,9 @@ from core.recovery import (
     start_mode,
 )
 from core.replication_log import (
+    APPEND_FRAME_BYTES,
     MASTER,
+    AckBeyondSent,
     Appended,
     Batch,
     IdConflict,
@@ -37,6 +39,7 @@ from core.write_request import (
 )
 
 __all__ = [
+    "APPEND_FRAME_BYTES",
     "HEALTHY",
     "LENIENT",
     "MAJORITY",
@@ -45,6 +48,7 @@ __all__ = [
     "STRICT",
     "SUSPECTED",
     "UNHEALTHY",
+    "AckBeyondSent",
     "Appended",
     "ApplyResult",
     "Batch",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 # A client's idempotency key: compared as a JSON value, so 1 and "1" differ.
@@ -26,7 +27,52 @@ class Entry(NamedTuple):
         """Compact form used on the replication stream and on disk."""
         return [self.seq, self.epoch, self.id, self.message]
 
+    def wire_bytes(self) -> int:
+        """Bytes of `to_wire()` as compact JSON."""
+        return wire_bytes(*self)
+
     @classmethod
     def from_wire(cls, item: list) -> Entry:
         seq, epoch, client_id, message = item
         return cls(seq, epoch, client_id, message)
+
+
+# -- sizes on the wire ---------------------------------------------------------
+#
+# The master sizes its replication batches by the bytes they take on the wire
+# (compact JSON as orjson writes it: UTF-8, no spaces), not by characters: a
+# message of control characters or quotes takes up to six bytes per character,
+# one of CJK text three. These give the exact size, without encoding anything.
+
+# Characters JSON must escape: `"`, `\` and the control characters.
+_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+# Those written as two bytes (\" \\ \b \t \n \f \r); the others take six (\u00XX).
+_SHORT_ESCAPES = frozenset('"\\\b\t\n\f\r')
+
+
+def json_string_bytes(text: str) -> int:
+    """Bytes of `text` as a JSON string, quotes included."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if _ESCAPED.search(text) is not None:
+        size += sum(1 if c in _SHORT_ESCAPES else 5 for c in _ESCAPED.findall(text))
+    return size + 2
+
+
+def json_value_bytes(value: ClientId | None) -> int:
+    """Bytes of an id (null, an integer or a string) as JSON."""
+    if value is None:
+        return 4
+    if isinstance(value, str):
+        return json_string_bytes(value)
+    return len(str(value))
+
+
+def wire_bytes(seq: int, epoch: int, client_id: ClientId | None, message: str) -> int:
+    """Bytes of the entry `[seq, epoch, id, message]` as compact JSON."""
+    return (
+        len(str(seq))
+        + len(str(epoch))
+        + json_value_bytes(client_id)
+        + json_string_bytes(message)
+        + 5  # [ , , , ]
+    )

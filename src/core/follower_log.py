@@ -16,6 +16,15 @@ Durability: the caller writes applied entries to disk and reports with
 contiguous prefix that is on disk, so the master never counts it as a holder
 of an entry that a crash could take back.
 
+Bounds: a correct master never has an entry in flight more than MAX_AHEAD
+seqs beyond what the secondary acknowledged, nor more than
+MAX_INFLIGHT_BATCHES frames (core.limits). So `apply` refuses, before it
+changes anything, a batch with an entry further ahead than `max_ahead`, from
+a later epoch than its master's, or one that would make the buffer hold more
+than `max_buffered_bytes` (wire bytes): the caller drops the stream, the
+buffer is discarded, and the master resends from the secondary's next hello.
+Memory stays bounded whatever a stream sends.
+
 `sync_epoch` is the epoch of the last master whose log, as it stood when that
 master opened (its `epoch_start`), this secondary holds in full on disk. A restarted
 master ranks the secondaries' logs by it first (see core.recovery). It is set
@@ -29,6 +38,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from core.entry import Entry
+from core.limits import MAX_AHEAD, MAX_BATCH_BYTES, MAX_INFLIGHT_BATCHES
 
 
 @dataclass(slots=True)
@@ -42,14 +52,26 @@ class ApplyResult:
     conflicts: list[int] = field(default_factory=list)
     # The batch came from another master epoch than the one we synced with.
     stale: bool = False
+    # Why the batch was refused (nothing applied, the buffer discarded): the
+    # stream must be dropped. None: accepted.
+    refused: str | None = None
 
 
 class FollowerLog:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_ahead: int = MAX_AHEAD,
+        max_buffered_bytes: int = MAX_INFLIGHT_BATCHES * MAX_BATCH_BYTES,
+    ) -> None:
         self._entries: list[Entry] = []
         # 1..durable_seq are on disk: what we acknowledge.
         self.durable_seq = 0
         self.out_of_order: dict[int, Entry] = {}
+        # Wire bytes of the entries in `out_of_order`, and the bounds.
+        self.buffered_bytes = 0
+        self.max_ahead = max_ahead
+        self.max_buffered_bytes = max_buffered_bytes
         # Epoch of the master we take batches from (set by `sync`).
         self.stream_epoch = 0
         # Epoch of the last master whose log-at-sync we hold in full.
@@ -87,6 +109,18 @@ class FollowerLog:
         """[[epoch, first_seq], ...]: a compact summary the master matches against."""
         return [[e, s] for e, s in zip(self._epoch_of_run, self._epoch_first_seq, strict=True)]
 
+    def summary(self, max_runs: int) -> tuple[int, list[list[int]]]:
+        """(length, epoch runs) for a hello of at most `max_runs` runs.
+
+        A log with more runs (more master epochs wrote to it) is reported as
+        the prefix the first `max_runs` runs cover: the master keeps at most
+        that much at `sync` and sends the rest again.
+        """
+        runs = self.epoch_runs()
+        if len(runs) <= max_runs:
+            return self.contiguous_seq, runs
+        return runs[max_runs][1] - 1, runs[:max_runs]
+
     def sync(self, master_epoch: int, keep: int, epoch_start: int) -> list[int]:
         """A master of `master_epoch` says our first `keep` entries match its log.
 
@@ -101,7 +135,7 @@ class FollowerLog:
         cut = bisect.bisect_right(self._epoch_first_seq, keep)
         del self._epoch_first_seq[cut:]
         del self._epoch_of_run[cut:]
-        self.out_of_order.clear()
+        self.discard_buffer()
         self.stream_epoch = master_epoch
         self._catch_up_to = epoch_start
         self._note_caught_up()
@@ -137,14 +171,63 @@ class FollowerLog:
             return []
         return self._entries[result.applied[0] - 1 : result.applied[-1]]
 
+    def discard_buffer(self) -> None:
+        """Forget every entry waiting ahead of a gap (the master sends them again)."""
+        self.out_of_order.clear()
+        self.buffered_bytes = 0
+
     def apply(self, entries: list[Entry], master_epoch: int | None = None) -> ApplyResult:
+        """Apply a batch from the master of `master_epoch` (None: whatever epoch).
+
+        A batch outside the bounds is refused whole (`result.refused` says
+        why): nothing is applied and the buffer is discarded.
+        """
         result = ApplyResult()
         if master_epoch is not None and master_epoch != self.stream_epoch:
             result.stale = True
             return result
+        result.refused = self._refusal(entries, master_epoch)
+        if result.refused is not None:
+            self.discard_buffer()
+            return result
         for entry in entries:
             self._apply_one(entry, result)
         return result
+
+    def _refusal(self, entries: list[Entry], master_epoch: int | None) -> str | None:
+        """Why no correct master could have sent this batch now, or None.
+
+        Checked before anything changes, in one pass that allocates nothing
+        per entry: a batch of far-ahead seqs costs no memory.
+        """
+        limit = self.contiguous_seq + self.max_ahead
+        # The prefix as it grows while the batch applies (entries in order close
+        # gaps): only what would still wait behind a gap counts for the buffer.
+        next_seq = self.contiguous_seq + 1
+        incoming = 0
+        for entry in entries:
+            seq = entry.seq
+            if seq < 1 or seq > limit:
+                return (
+                    f"seq {seq} is outside 1..{limit} (at most {self.max_ahead} beyond the "
+                    f"contiguous prefix {self.contiguous_seq})"
+                )
+            if master_epoch is not None and entry.epoch > master_epoch:
+                return (
+                    f"entry {seq} has epoch {entry.epoch}, later than the stream's {master_epoch}"
+                )
+            if seq == next_seq:
+                next_seq += 1
+                while next_seq in self.out_of_order:
+                    next_seq += 1
+            elif seq > next_seq and seq not in self.out_of_order:
+                incoming += entry.wire_bytes()
+        if self.buffered_bytes + incoming > self.max_buffered_bytes:
+            return (
+                f"entries ahead of the gap at {next_seq} would hold "
+                f"{self.buffered_bytes + incoming} bytes, over {self.max_buffered_bytes}"
+            )
+        return None
 
     def _apply_one(self, entry: Entry, result: ApplyResult) -> None:
         if entry.seq <= self.contiguous_seq:
@@ -152,16 +235,20 @@ class FollowerLog:
             (result.duplicates if held == entry else result.conflicts).append(entry.seq)
             return
         if entry.seq > self.contiguous_seq + 1:
-            if entry.seq in self.out_of_order:
-                result.duplicates.append(entry.seq)
-            else:
-                result.buffered.append(entry.seq)
+            waiting = self.out_of_order.get(entry.seq)
+            if waiting is not None:
+                # Kept as it is, like a held entry: a different one is a conflict.
+                (result.duplicates if waiting == entry else result.conflicts).append(entry.seq)
+                return
+            result.buffered.append(entry.seq)
             self.out_of_order[entry.seq] = entry
+            self.buffered_bytes += entry.wire_bytes()
             return
         self._append(entry)
         result.applied.append(entry.seq)
         # The gap just closed for whatever waited right behind it.
         while (nxt := self.out_of_order.pop(self.contiguous_seq + 1, None)) is not None:
+            self.buffered_bytes -= nxt.wire_bytes()
             self._append(nxt)
             result.applied.append(nxt.seq)
 

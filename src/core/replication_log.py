@@ -30,11 +30,14 @@ from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
-from core.entry import ClientId, Entry
+from core.entry import ClientId, Entry, wire_bytes
 from core.health import SUSPECTED, UNHEALTHY, HealthPolicy
+from core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT_BATCHES
 from core.write_request import WriteItem, majority
 
 MASTER = "master"
+# `{"type":"append","entries":[]}`: the bytes of an append frame around its entries.
+APPEND_FRAME_BYTES = 30
 
 
 class IdConflict(Exception):
@@ -69,6 +72,10 @@ class RemovedMember(Exception):
         )
         self.secondary_id = secondary_id
         self.incarnation = incarnation
+
+
+class AckBeyondSent(ValueError):
+    """A secondary acknowledged entries its stream never carried: not a correct secondary."""
 
 
 class ReadOnly(Exception):
@@ -147,9 +154,9 @@ class ReplicationLog:
         epoch: int | None = 1,
         expected_secondaries: int = 0,
         health: HealthPolicy | None = None,
-        max_batch_entries: int = 1000,
-        max_batch_bytes: int = 1 << 20,
-        max_inflight_batches: int = 32,
+        max_batch_entries: int = MAX_BATCH_ENTRIES,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        max_inflight_batches: int = MAX_INFLIGHT_BATCHES,
     ) -> None:
         # None until a restarted master has recovered the cluster's log.
         self.epoch = epoch
@@ -491,37 +498,38 @@ class ReplicationLog:
             return None
         start = progress.sent_seq
         stop = min(start + self.max_batch_entries, self.last_seq)
-        size = 0
-        for index in range(start, stop):
-            size += len(self._messages[index]) + 32
-            if index > start and size > self.max_batch_bytes:
-                stop = index
+        # The frame's size on the wire, exactly: at most max_batch_bytes, or one entry.
+        size = APPEND_FRAME_BYTES - 1
+        items: list[list] = []
+        for seq in range(start + 1, stop + 1):
+            epoch = self.epoch_at(seq)
+            client_id, message = self._ids[seq - 1], self._messages[seq - 1]
+            size += 1 + wire_bytes(seq, epoch, client_id, message)  # and a comma
+            if items and size > self.max_batch_bytes:
                 break
-        first, last = start + 1, stop
-        items = [
-            [seq, self.epoch_at(seq), client_id, message]
-            for seq, client_id, message in zip(
-                range(first, last + 1),
-                self._ids[start:stop],
-                self._messages[start:stop],
-                strict=True,
-            )
-        ]
+            items.append([seq, epoch, client_id, message])
+        first, last = start + 1, start + len(items)
         progress.sent_seq = last
         progress.inflight.append(last)
         return Batch(secondary_id, first, last, items)
 
     def record_ack(self, secondary_id: str, contiguous_seq: int, now: float) -> list[Satisfied]:
-        """The secondary holds 1..contiguous_seq. Returns waiters now satisfied."""
+        """The secondary holds 1..contiguous_seq. Returns waiters now satisfied.
+
+        Raises AckBeyondSent for an ACK beyond what this stream matched or
+        carried (a secondary acknowledges nothing before `sync`, and then only
+        entries it was sent): the caller drops the stream, nothing changes.
+        An ACK for a stream that is no longer open is ignored.
+        """
         progress = self._secondaries[secondary_id]
+        if progress.connected and contiguous_seq > progress.sent_seq:
+            raise AckBeyondSent(
+                f"ACK of 1..{contiguous_seq}, but the stream carried only 1..{progress.sent_seq}"
+            )
         self.heard_from(secondary_id, now)
-        # Never more than this stream matched or sent: an ACK sent before the
-        # secondary applied `sync` may still cover a suffix it is about to discard.
-        contiguous_seq = min(contiguous_seq, progress.sent_seq)
         if not progress.connected or contiguous_seq <= progress.acked_seq:
             return []
         progress.acked_seq = contiguous_seq
-        progress.sent_seq = max(progress.sent_seq, contiguous_seq)
         while progress.inflight and progress.inflight[0] <= contiguous_seq:
             progress.inflight.popleft()
         return self._satisfied_waiters()

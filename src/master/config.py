@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from common import wire
 from common.config import (
     EnvArgumentParser,
     HttpTimeouts,
@@ -24,9 +25,9 @@ from common.config import (
 )
 from common.security import TlsConfig
 
-DEFAULT_MAX_BODY_BYTES = 1 << 20
-# A message must fit in one replication frame (common.wire.MAX_MESSAGE_BYTES).
-MAX_BODY_BYTES_LIMIT = 64 << 20
+DEFAULT_MAX_BODY_BYTES = wire.DEFAULT_MAX_ENTRY_BYTES
+# An entry travels in one replication frame, which secondaries bound (common.wire).
+MAX_BODY_BYTES_LIMIT = wire.MAX_ENTRY_BYTES_LIMIT
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class MasterConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     recover: bool = False
     timeouts: HttpTimeouts = field(default_factory=HttpTimeouts)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest replication frame this master sends (see common.wire)."""
+        return wire.frame_limit(self.max_body_bytes)
 
 
 def build_parser() -> EnvArgumentParser:

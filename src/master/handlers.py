@@ -128,8 +128,12 @@ class RegisterHandler(JsonHandler):
         if not isinstance(doc, dict):
             raise RequestError(400, 'send {"id": "<name>", "url": "http://host:port", ...}')
         secondary_id, url = doc.get("id"), doc.get("url")
-        if not isinstance(secondary_id, str) or not secondary_id or secondary_id == "master":
-            raise RequestError(400, '"id" must be a non-empty string other than "master"')
+        if not wire.valid_id(secondary_id) or secondary_id == "master":
+            raise RequestError(
+                400,
+                f'"id" must be 1 to {wire.MAX_ID_CHARS} characters, none a control character, '
+                'other than "master"',
+            )
         if not is_reachable_url(url):
             raise RequestError(
                 400,

@@ -19,6 +19,7 @@ import structlog
 
 from common.loop import cancel_and_wait
 from common.security import PeerClient
+from common.wire import Hello
 from core import (
     LENIENT,
     MASTER,
@@ -39,6 +40,7 @@ from core import (
     other_cluster,
     start_mode,
 )
+from core.limits import MAX_ADOPTED_EPOCH
 from master.config import MasterConfig
 from master.recovery_fetch import FetchError, check_fetched, fetch_log
 from master.replicator import SecondaryLink
@@ -395,11 +397,21 @@ class MasterNode:
             self.recovery.report(report)
             self._maybe_recover()
         elif report.seen_epoch > self._epoch_seen and self.store.kind == "disk":
-            # A newer epoch than ours (a data directory restored from an old copy?):
-            # that secondary refuses this run; the next start opens above it.
-            log.warning("newer_epoch_reported", secondary=secondary_id, epoch=report.seen_epoch)
-            self._epoch_seen = report.seen_epoch
-            self.store.update_state(epoch=report.seen_epoch)
+            if report.seen_epoch > MAX_ADOPTED_EPOCH:
+                # Forged (no master ever got there): opening above it would leave no
+                # room, and an epoch beyond MAX_INT is refused by every secondary.
+                log.error(
+                    "epoch_out_of_range",
+                    secondary=secondary_id,
+                    epoch=report.seen_epoch,
+                    limit=MAX_ADOPTED_EPOCH,
+                )
+            else:
+                # A newer epoch than ours (a data directory restored from an old copy?):
+                # that secondary refuses this run; the next start opens above it.
+                log.warning("newer_epoch_reported", secondary=secondary_id, epoch=report.seen_epoch)
+                self._epoch_seen = report.seen_epoch
+                self.store.update_state(epoch=report.seen_epoch)
         link = self.links.get(secondary_id)
         if link is None:
             link = SecondaryLink(self, secondary_id, self.config)
@@ -431,13 +443,13 @@ class MasterNode:
     def url_of(self, secondary_id: str) -> str:
         return self.log.progress(secondary_id).url
 
-    def stream_opened(self, secondary_id: str, hello: dict) -> tuple[int, int]:
+    def stream_opened(self, secondary_id: str, hello: Hello) -> tuple[int, int]:
         """Match the secondary's log against ours; returns (epoch, keep) for `sync`."""
         assert self.log.epoch is not None
-        length = hello["contiguous_seq"]
-        keep = self.log.matching_prefix(hello["epoch_runs"], length)
+        length = hello.contiguous_seq
+        keep = self.log.matching_prefix(hello.epoch_runs, length)
         satisfied = self.log.stream_opened(
-            secondary_id, keep, time.monotonic(), durable=hello["durable_seq"]
+            secondary_id, keep, time.monotonic(), durable=hello.durable_seq
         )
         self._resolve(satisfied)
         if keep < length:
@@ -482,6 +494,7 @@ class MasterNode:
         return batch
 
     def acked(self, secondary_id: str, contiguous_seq: int) -> None:
+        """Raises core.AckBeyondSent for an ACK of entries the stream never carried."""
         if not self.log.is_member(secondary_id):
             return  # removed: its link is stopping
         before = self.log.progress(secondary_id).acked_seq

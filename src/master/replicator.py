@@ -26,7 +26,8 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 from common import wire
 from common.backoff import Backoff
 from common.loop import cancel_and_wait
-from core import UNHEALTHY
+from common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, TOO_BIG, FrameLimit
+from core import UNHEALTHY, AckBeyondSent
 
 if TYPE_CHECKING:
     from master.config import MasterConfig
@@ -34,13 +35,18 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("replog.master")
 
+
+class PeerMismatch(Exception):
+    """The node answering at the secondary's URL is not the one that registered."""
+
+
 CONNECT_ERRORS = (
     OSError,
     HTTPClientError,
     StreamClosedError,
     WebSocketClosedError,
     asyncio.TimeoutError,
-    wire.WireError,
+    PeerMismatch,
 )
 
 
@@ -75,11 +81,16 @@ class SecondaryLink:
         self._wakeup: asyncio.Future[None] | None = None
         self._restart = asyncio.Event()  # registration: reconnect now
         self._conn: WebSocketClientConnection | None = None
+        # The current connection's read limit (it notes a frame it refused).
+        self._limit = FrameLimit(wire.MASTER_READ_LIMIT)
         self._task: asyncio.Task[None] | None = None
         self._session_task: asyncio.Task[None] | None = None
         # The connection while a session is streaming (after hello and sync).
         self._stream: WebSocketClientConnection | None = None
         self._send_soon = False
+        self._stopped = False
+        # The last stream ended over a frame one end refused (cleared by a good ACK).
+        self._refused = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -114,9 +125,16 @@ class SecondaryLink:
             pass  # the session notices and ends; unacknowledged entries are resent
 
     def restart(self) -> None:
-        """Registration: drop the current session (if any) and dial at once."""
-        self._backoff.reset()
-        self._restart.set()
+        """Registration: drop the current session (if any) and dial at once.
+
+        Not at once after a stream that one end refused a frame of (a peer that
+        breaks the protocol, or a secondary whose frame limit is below ours):
+        that secondary registers again each time, and the backoff keeps the two
+        from looping as fast as they can.
+        """
+        if not self._refused:
+            self._backoff.reset()
+            self._restart.set()
         if self._session_task is not None:
             self._session_task.cancel()
 
@@ -134,6 +152,9 @@ class SecondaryLink:
                 stream.close()
 
     async def stop(self) -> None:
+        # Checked by the loop too: a cancellation swallowed on its way must not let
+        # the link dial on after stop().
+        self._stopped = True
         # A session may have ended with a dial error nobody collected (the link's own
         # task was cancelled first): it no longer matters.
         await cancel_and_wait(self._task, self._session_task)
@@ -142,7 +163,7 @@ class SecondaryLink:
         # A restarted master streams nothing before it has recovered the log.
         await self.node.opened.wait()
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopped:
             self._restart.clear()
             self._session_task = loop.create_task(self._session())
             try:
@@ -175,6 +196,8 @@ class SecondaryLink:
             except Exception:
                 # Never let a surprise end the link for good: log it and retry.
                 log.exception("stream_failed", secondary=self.secondary_id)
+            if self._stopped:
+                return
             if self._restart.is_set():
                 continue
             delay = self._backoff.next_delay()
@@ -198,12 +221,17 @@ class SecondaryLink:
             async with asyncio.timeout(self.config.unhealthy_after):
                 raw = await conn.read_message()
             if raw is None:
+                self._log_closed(conn, "hello")
                 return
-            hello = self._check_hello(wire.decode(raw, "hello"))
+            try:
+                hello = wire.decode_hello(wire.decode(raw, "hello"))
+            except wire.WireError as exc:
+                self._refuse(conn, str(exc), "hello")
+                return
+            self._check_identity(hello)
             epoch, keep = self.node.stream_opened(self.secondary_id, hello)
             opened = True
             await conn.write_message(wire.encode_sync(epoch, keep, self.node.log.epoch_start))
-            self._backoff.reset()
             reader = asyncio.get_running_loop().create_task(self._read_acks(conn))
             self._stream = conn
             try:
@@ -219,6 +247,40 @@ class SecondaryLink:
                 self._conn = None
             self.node.stream_closed(self.secondary_id, was_open=opened)
 
+    def _refuse(self, conn: WebSocketClientConnection, reason: str, frame: str) -> None:
+        """Drop a stream over a frame no correct secondary sends; we dial again later."""
+        self._refused = True
+        log.warning(
+            "bad_replication_message", secondary=self.secondary_id, frame=frame, reason=reason
+        )
+        conn.close(PROTOCOL_ERROR, "bad message")
+
+    def _log_closed(self, conn: WebSocketClientConnection, frame: str) -> None:
+        """The stream ended: say why, if it was over a frame one end refused."""
+        if self._limit.exceeded is not None:
+            self._refused = True
+            log.warning(
+                "bad_replication_message",
+                secondary=self.secondary_id,
+                frame=frame,
+                reason=f"frame of {self._limit.exceeded} bytes, over {int(self._limit)}, the "
+                "most a master reads (a hello or an ACK): refused unread",
+            )
+        elif conn.close_code in (PROTOCOL_ERROR, POLICY_VIOLATION, TOO_BIG):
+            self._refused = True
+            hint = (
+                ": it takes entries up to its --max-entry-bytes; set that to this master's "
+                "--max-body-bytes"
+                if conn.close_code == TOO_BIG
+                else ""
+            )
+            log.error(
+                "stream_refused_by_secondary",
+                secondary=self.secondary_id,
+                code=conn.close_code,
+                reason=f"{conn.close_reason}{hint}",
+            )
+
     async def _connect(self) -> WebSocketClientConnection:
         url = self.node.url_of(self.secondary_id).rstrip("/")
         ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
@@ -227,6 +289,8 @@ class SecondaryLink:
                 "epoch": self.node.log.epoch,
                 "secondary": self.secondary_id,
                 "cluster": self.node.cluster_id,
+                # So that a secondary that would refuse our largest frames says so at once.
+                "max_frame": self.config.max_frame_bytes,
             }
         )
         timeout = self.config.unhealthy_after
@@ -236,7 +300,9 @@ class SecondaryLink:
             connect_timeout=timeout,
             request_timeout=timeout,
         )
-        connecting = websocket_connect(request, max_message_size=wire.MAX_MESSAGE_BYTES)
+        # A secondary sends a hello and ACKs only: anything larger is refused unread.
+        self._limit = FrameLimit(wire.MASTER_READ_LIMIT)
+        connecting = websocket_connect(request, max_message_size=self._limit)
         try:
             self._conn = await asyncio.shield(connecting)
         except asyncio.CancelledError:
@@ -245,27 +311,20 @@ class SecondaryLink:
             raise
         return self._conn
 
-    def _check_hello(self, hello: dict) -> dict:
-        if hello.get("secondary") != self.secondary_id:
+    def _check_identity(self, hello: wire.Hello) -> None:
+        if hello.secondary != self.secondary_id:
             # Another secondary answers at this URL: it must not count as this one.
-            raise wire.WireError(
-                f"{self.node.url_of(self.secondary_id)} is {hello.get('secondary')!r}, "
+            raise PeerMismatch(
+                f"{self.node.url_of(self.secondary_id)} is {hello.secondary!r}, "
                 f"not {self.secondary_id!r}"
             )
         expected = self.node.log.progress(self.secondary_id).incarnation
-        if hello.get("incarnation") != expected:
+        if hello.incarnation != expected:
             # Not the node that registered (it restarted since): it registers again.
-            raise wire.WireError(
-                f"{self.secondary_id!r} answers as incarnation {hello.get('incarnation')!r}, "
+            raise PeerMismatch(
+                f"{self.secondary_id!r} answers as incarnation {hello.incarnation!r}, "
                 f"registered as {expected!r}"
             )
-        length = wire.decode_seq(hello)
-        durable = min(wire.decode_seq(hello, "durable_seq"), length)
-        return {
-            "contiguous_seq": length,
-            "durable_seq": durable,
-            "epoch_runs": wire.decode_epoch_runs(hello, length),
-        }
 
     async def _send_loop(self, conn: WebSocketClientConnection, reader: asyncio.Task) -> None:
         """Send batches as entries appear, and a heartbeat every interval."""
@@ -297,8 +356,16 @@ class SecondaryLink:
     async def _read_acks(self, conn: WebSocketClientConnection) -> None:
         try:
             while (raw := await conn.read_message()) is not None:
-                ack = wire.decode(raw, "ack")
-                self.node.acked(self.secondary_id, wire.decode_seq(ack))
+                try:
+                    self.node.acked(self.secondary_id, wire.decode_seq(wire.decode(raw, "ack")))
+                except (wire.WireError, AckBeyondSent) as exc:
+                    self._refuse(conn, str(exc), "ack")
+                    return
+                # A working stream (the answer to sync is an ACK): the next dial after
+                # it ends is at once. A peer that breaks the protocol waits out backoff.
+                self._backoff.reset()
+                self._refused = False
                 self.wake()
+            self._log_closed(conn, "ack")
         finally:
             self.wake()

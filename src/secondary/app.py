@@ -28,7 +28,6 @@ def make_app(node: SecondaryNode) -> tornado.web.Application:
         ],
         default_handler_class=NotFoundHandler,
         log_function=lambda handler: None,
-        websocket_max_message_size=wire.MAX_MESSAGE_BYTES,
         # Internal handlers (`internal = True`, and the replication WebSocket) require it.
         cluster_token=node.config.cluster_token,
     )

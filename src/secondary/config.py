@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from common import wire
 from common.config import (
     EnvArgumentParser,
     HttpTimeouts,
@@ -17,6 +18,7 @@ from common.config import (
     cluster_token,
     http_timeouts,
     non_negative_float,
+    non_negative_int,
     port,
     positive_float,
     storage_config,
@@ -37,11 +39,18 @@ class SecondaryConfig:
     retry_initial: float = 0.05
     retry_max: float = 1.0
     master_timeout: float = 3.0
+    # The largest entry the master may send: its --max-body-bytes.
+    max_entry_bytes: int = wire.DEFAULT_MAX_ENTRY_BYTES
     storage: StorageConfig = field(default_factory=StorageConfig)
     # The shared secret internal requests carry (None: internal endpoints are open).
     cluster_token: str | None = field(default=None, repr=False)
     tls: TlsConfig = field(default_factory=TlsConfig)
     timeouts: HttpTimeouts = field(default_factory=HttpTimeouts)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest replication frame this secondary accepts (see common.wire)."""
+        return wire.frame_limit(self.max_entry_bytes)
 
     @property
     def url(self) -> str:
@@ -127,6 +136,15 @@ def build_parser() -> EnvArgumentParser:
         help="drop the replication stream and register again after this many seconds "
         "without a message (batch or heartbeat) from the master",
     )
+    parser.add_env_argument(
+        "--max-entry-bytes",
+        env=["REPLOG_MAX_ENTRY_BYTES"],
+        default=wire.DEFAULT_MAX_ENTRY_BYTES,
+        type=non_negative_int,
+        help="largest entry the master may send: set it to the master's --max-body-bytes "
+        f"(at most {wire.MAX_ENTRY_BYTES_LIMIT}); a replication frame over "
+        "max(1 MiB, this) + 1 KiB drops the stream",
+    )
     add_http_timeout_arguments(parser)
     add_storage_arguments(parser)
     add_security_arguments(parser)
@@ -143,6 +161,10 @@ def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
         parser.error("--id (or $SECONDARY_ID) is required")
     if args.id == "master":
         parser.error('--id must not be "master" (that name is the master\'s)')
+    if not wire.valid_id(args.id):
+        parser.error(f"--id must be 1 to {wire.MAX_ID_CHARS} characters, none a control one")
+    if args.max_entry_bytes > wire.MAX_ENTRY_BYTES_LIMIT:
+        parser.error(f"--max-entry-bytes is at most {wire.MAX_ENTRY_BYTES_LIMIT} (64 MiB)")
     return SecondaryConfig(
         host=args.host,
         port=args.port,
@@ -154,6 +176,7 @@ def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
         retry_initial=args.retry_initial,
         retry_max=args.retry_max,
         master_timeout=args.master_timeout,
+        max_entry_bytes=args.max_entry_bytes,
         storage=storage_config(args, args.id),
         cluster_token=cluster_token(parser, args),
         tls=tls_config(parser, args),

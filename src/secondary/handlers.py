@@ -12,6 +12,8 @@ import tornado.websocket
 from common import wire
 from common.security import unauthorized_reason
 from common.web import DIGITS, JSON_TYPE, JsonHandler, parse_paging, render_messages
+from common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, FrameLimit
+from core.limits import MAX_INFLIGHT_BATCHES
 from secondary.node import SecondaryNode
 
 log = structlog.get_logger("replog.secondary")
@@ -53,7 +55,11 @@ class HealthHandler(JsonHandler):
 
 
 class LogExportHandler(JsonHandler):
-    """`GET /replication/log?from=&limit=`: entries with epochs, for a restarting master."""
+    """`GET /replication/log?from=&limit=`: entries with epochs, for a restarting master.
+
+    A page holds at most `limit` entries and stops once it reaches
+    wire.LOG_PAGE_BYTES (always holding one); an empty page is the end.
+    """
 
     internal = True
 
@@ -62,18 +68,29 @@ class LogExportHandler(JsonHandler):
 
     def get(self) -> None:
         start, limit = parse_paging(self)
-        entries = self.node.follower.entries(start, limit)
-        self.send_json(orjson.dumps({"entries": [e.to_wire() for e in entries]}))
+        most = wire.LOG_PAGE_MAX_ENTRIES  # even without `limit`
+        self.send_json(wire.log_page(self.node.follower.entries(start, min(limit or most, most))))
 
 
 class ReplicationHandler(tornado.websocket.WebSocketHandler):
-    """The master's replication stream: sync and batches in, contiguous-prefix ACKs out."""
+    """The master's replication stream: sync and batches in, contiguous-prefix ACKs out.
+
+    Every frame is checked (common.wire) before the node sees it; a frame that
+    breaks the protocol or a bound drops the stream, logged as
+    `bad_replication_message` with its `reason`, and changes nothing. Frames
+    over the node's frame limit (`max_message_size`, from --max-entry-bytes)
+    are refused by Tornado as their header arrives (1009), logged the same way.
+    """
 
     def initialize(self, node: SecondaryNode) -> None:
         self.node = node
         self.epoch = 0
         self.cluster_id = ""
+        self.master_frame_limit: int | None = None
         self._synced = False
+        self._dropped = False
+        # This connection's frame limit (it notes a frame it refused).
+        self._limit = FrameLimit(node.config.max_frame_bytes)
         self._delayed: set[asyncio.Task[None]] = set()
 
     def get(self, *args: str, **kwargs: str) -> object:
@@ -82,8 +99,15 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         if refusal is not None:
             return self._refuse(401, refusal)
         raw = self.get_query_argument("epoch", "")
-        if not DIGITS.fullmatch(raw):
-            return self._refuse(400, "?epoch=<master epoch> is required")
+        if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= wire.MAX_INT:
+            return self._refuse(
+                400, f"?epoch=<master epoch> is required: an integer from 1 to {wire.MAX_INT}"
+            )
+        announced = self.get_query_argument("max_frame", None)
+        if announced is not None:
+            if not DIGITS.fullmatch(announced):
+                return self._refuse(400, "?max_frame= must be a number of bytes")
+            self.master_frame_limit = int(announced)
         wanted = self.get_query_argument("secondary", self.node.config.secondary_id)
         if wanted != self.node.config.secondary_id:
             # The master dialled the wrong node: it must not count us as `wanted`.
@@ -112,36 +136,79 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         self.set_header("Content-Type", JSON_TYPE)
         self.finish(orjson.dumps({"error": self._reason}))
 
+    @property
+    def max_message_size(self) -> int:
+        """Frames over it are refused unread (1009); see common.wire."""
+        return self._limit
+
     def open(self) -> None:
+        limit = self.node.config.max_frame_bytes
+        if self.master_frame_limit is not None and self.master_frame_limit > limit:
+            log.warning(
+                "frame_limit_below_master",
+                master_frame_bytes=self.master_frame_limit,
+                limit=limit,
+                reason="the master may send frames this secondary refuses: set "
+                "--max-entry-bytes to the master's --max-body-bytes",
+            )
         if self.cluster_id:
             self.node.join(self.cluster_id)
         self.node.attach_stream(self)
         self._send(wire.encode_hello(self.node.hello()))
 
     def on_message(self, message: str | bytes) -> None:
-        if self.node.stream is not self:
-            return  # replaced by a newer stream
-        self.node.heard_from_master()
+        if self.node.stream is not self or self._dropped:
+            return  # replaced by a newer stream, or being dropped
+        kind = None
         try:
             doc = wire.decode(message, "append", "heartbeat", "sync")
-            if doc["type"] == "heartbeat":
+            kind = doc["type"]
+            if kind == "sync":
+                self._sync(wire.decode_sync(doc))
+            elif not self._synced:
+                raise wire.WireError(f"{kind} before sync: a stream starts with sync")
+            elif kind == "heartbeat":
+                self.node.heard_from_master()
                 self.send_ack(self.node.follower.durable_seq)
-            elif doc["type"] == "sync":
-                epoch = wire.decode_int(doc, "epoch")
-                if epoch != self.epoch:
-                    raise wire.WireError("sync epoch differs from the stream's")
-                contiguous = self.node.sync(
-                    epoch, wire.decode_int(doc, "keep"), wire.decode_int(doc, "epoch_start")
-                )
-                self._synced = True
-                self.send_ack(contiguous)
             else:
-                self._receive(wire.decode_entries(doc))
+                self._receive(wire.decode_append(doc))
         except wire.WireError as exc:
-            log.warning("bad_replication_message", error=str(exc))
-            self.close(1003, "bad message")
+            self.drop(str(exc), frame=kind)
+
+    def _sync(self, sync: wire.Sync) -> None:
+        if self._synced:
+            raise wire.WireError("a second sync on one stream")
+        if sync.epoch != self.epoch:
+            raise wire.WireError(
+                f"sync epoch {sync.epoch} differs from the stream's epoch {self.epoch}"
+            )
+        held = self.node.follower.contiguous_seq
+        if sync.keep > held:
+            raise wire.WireError(f"sync keeps {sync.keep} entries, this secondary holds {held}")
+        self.node.heard_from_master()
+        contiguous = self.node.sync(sync.epoch, sync.keep, sync.epoch_start)
+        self._synced = True
+        self.send_ack(contiguous)
+
+    def drop(self, reason: str, frame: str | None = None, code: int = PROTOCOL_ERROR) -> None:
+        """End this stream over a frame no correct master sends; the master dials again
+        and resumes from our next hello."""
+        if self._dropped:
+            return
+        self._dropped = True
+        for task in self._delayed:
+            task.cancel()  # a dropped stream applies nothing more
+        log.warning(
+            "bad_replication_message",
+            reason=reason,
+            frame=frame,
+            epoch=self.epoch,
+            contiguous_seq=self.node.follower.contiguous_seq,
+        )
+        self.close(code, "bad message" if code == PROTOCOL_ERROR else "beyond a bound")
 
     def _receive(self, entries: list) -> None:
+        self.node.heard_from_master()
         if entries and self.node.config.delay > 0:
             # Only worth an event when applying waits; otherwise `applied` says it.
             log.info(
@@ -152,6 +219,14 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
                 delay_s=self.node.config.delay,
             )
         if self.node.config.delay > 0:
+            if len(self._delayed) >= MAX_INFLIGHT_BATCHES:
+                # The master never has more unacknowledged batches in flight.
+                self.drop(
+                    f"more than {MAX_INFLIGHT_BATCHES} batches held by --delay at once",
+                    frame="append",
+                    code=POLICY_VIOLATION,
+                )
+                return
             task = asyncio.get_running_loop().create_task(self._apply_later(entries))
             self._delayed.add(task)
             task.add_done_callback(self._delayed.discard)
@@ -161,15 +236,20 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
     async def _apply_later(self, entries: list) -> None:
         # The artificial delay: hold the batch before applying and acknowledging it.
         await asyncio.sleep(self.node.config.delay)
+        # No longer held (before its ACK can let the master send another batch).
+        self._delayed.discard(asyncio.current_task())  # type: ignore[arg-type]
         self._apply(entries)
 
     def _apply(self, entries: list) -> None:
         # The node acknowledges once what this adds is on disk.
-        self.node.apply(entries, self.epoch)
+        result = self.node.apply(entries, self.epoch)
+        if result is not None and result.refused is not None:
+            # Beyond the buffer's bounds: the core discarded the buffer, nothing was applied.
+            self.drop(result.refused, frame="append", code=POLICY_VIOLATION)
 
     def send_ack(self, durable_seq: int) -> None:
         # Nothing before `sync`: what we hold may include a suffix it discards.
-        if self._synced:
+        if self._synced and not self._dropped:
             self._send(wire.encode_ack(durable_seq))
 
     def _send(self, payload: bytes) -> None:
@@ -178,6 +258,19 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
             self.write_message(payload).add_done_callback(_ignore_closed)
 
     def on_close(self) -> None:
+        if self._limit.exceeded is not None and not self._dropped:
+            self._dropped = True
+            limit = int(self._limit)
+            log.warning(
+                "bad_replication_message",
+                reason=f"frame of {self._limit.exceeded} bytes, over {limit}, the most this "
+                f"secondary accepts (--max-entry-bytes {self.node.config.max_entry_bytes}): "
+                "refused unread",
+                frame=None,
+                limit=limit,
+                epoch=self.epoch,
+                contiguous_seq=self.node.follower.contiguous_seq,
+            )
         # Batches still held by the delay die with their stream: the next
         # stream's hello reports what we hold and the master resends the rest.
         for task in self._delayed:

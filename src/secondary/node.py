@@ -8,7 +8,8 @@ from typing import Protocol
 
 import structlog
 
-from core import Entry, FollowerLog, other_cluster
+from core import ApplyResult, Entry, FollowerLog, other_cluster
+from core.limits import MAX_EPOCH_RUNS, MAX_INFLIGHT_BATCHES
 from secondary.config import SecondaryConfig
 from storage.node_store import NodeStore, StoreError, open_store
 from storage.segments import gc_paused
@@ -26,7 +27,11 @@ class SecondaryNode:
     def __init__(self, config: SecondaryConfig, store: NodeStore | None = None) -> None:
         self.config = config
         self.store = store or open_store(data_dir=None, node=config.secondary_id, role="secondary")
-        self.follower = FollowerLog()
+        # Entries ahead of a gap came in at most as many frames as the master
+        # keeps in flight (core.limits): the buffer holds no more bytes than those.
+        self.follower = FollowerLog(
+            max_buffered_bytes=MAX_INFLIGHT_BATCHES * config.max_frame_bytes
+        )
         self.stream: Stream | None = None
         # Set whenever a stream starts or ends: the registrar watches it.
         self.stream_changed = asyncio.Event()
@@ -147,19 +152,23 @@ class SecondaryNode:
         log.info("synced", epoch=epoch, keep=keep, epoch_start=epoch_start)
         return self.follower.durable_seq
 
-    def apply(self, entries: list[Entry], epoch: int) -> None:
+    def apply(self, entries: list[Entry], epoch: int) -> ApplyResult | None:
         """Apply a replicated batch and write what it adds to disk.
 
         The ACK follows once that is durable (`_durable`); a batch that adds
-        nothing is answered at once with what we hold.
+        nothing is answered at once with what we hold. A batch beyond the
+        core's bounds changes nothing (and discards the buffer): the result
+        says why, for the stream to be dropped.
         """
         if self.stopped:
             return
         result = self.follower.apply(entries, epoch) if entries else None
+        if result is not None and result.refused is not None:
+            return result
         if result is None or not result.applied:
             self._send_ack()
         if result is None:
-            return
+            return None
         if result.stale:
             log.warning(
                 "stale_batch_dropped",
@@ -193,6 +202,7 @@ class SecondaryNode:
             )
         if result.conflicts:
             log.warning("conflict_ignored", seqs=result.conflicts)
+        return result
 
     def _durable(self, seq: int) -> None:
         """The store synced 1..seq: acknowledge it (and note a completed catch-up)."""
@@ -208,13 +218,15 @@ class SecondaryNode:
     def hello(self) -> dict:
         """The first message of a stream: what we hold, for the master to match."""
         follower = self.follower
+        # At most MAX_EPOCH_RUNS runs: a longer summary reports a prefix of the log.
+        length, runs = follower.summary(MAX_EPOCH_RUNS)
         return {
             "secondary": self.config.secondary_id,
-            "contiguous_seq": follower.contiguous_seq,
-            "durable_seq": follower.durable_seq,
-            "last_epoch": follower.last_epoch,
+            "contiguous_seq": length,
+            "durable_seq": min(follower.durable_seq, length),
+            "last_epoch": follower.epoch_of(length),
             "sync_epoch": follower.sync_epoch,
-            "epoch_runs": follower.epoch_runs(),
+            "epoch_runs": runs,
             "incarnation": self.store.identity.incarnation,
         }
 

@@ -193,6 +193,10 @@ async def test_unknown_path_and_method_are_json_errors(http_client, base_url):
         {"id": "s3", "url": "http://x:1?a=b"},
         {"id": "s3", "url": "http://x:1#frag"},
         {"id": "s3", "url": "http://user:pass@x:1"},
+        {"id": "s" * 65, "url": "http://x:1"},
+        {"id": "s\n3", "url": "http://x:1"},
+        {"id": ["s3"], "url": "http://x:1"},
+        {"id": "s3", "url": "http://x:1", "incarnation": "i" * 65},
     ],
 )
 async def test_bad_registration_is_400_and_registers_nothing(http_client, base_url, node, body):

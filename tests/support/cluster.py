@@ -184,8 +184,10 @@ class Cluster:
         wait: bool = True,
         token: str | None = "",
         tls_args: list[str] | None = None,
+        extra: list[str] | None = None,
     ) -> Node:
-        """`token`: "" the cluster's, None none; `tls_args`: None the cluster's."""
+        """`token`: "" the cluster's, None none; `tls_args`: None the cluster's;
+        `extra`: more flags."""
         port = port or free_port(self.host)
         argv = [
             str(BIN / "replog-secondary"),
@@ -200,6 +202,7 @@ class Cluster:
             "--delay",
             str(delay),
             *self.storage_args(name),
+            *(extra or []),
         ]
         if tls_args is None and self.tls:
             tls_args = self.tls.args()

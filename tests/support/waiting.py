@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -28,3 +29,17 @@ def wait_until(
                 f"timed out after {timeout}s waiting for {what or condition}: {last!r}"
             )
         time.sleep(interval)
+
+
+async def async_wait_until(
+    condition: Callable[[], T], timeout: float = 5.0, interval: float = 0.01, what: str = ""
+) -> T:
+    """`wait_until` for in-process tests: polls without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while not (last := condition()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or condition}: {last!r}"
+            )
+        await asyncio.sleep(interval)
+    return last

@@ -1,5 +1,7 @@
 """The secondary's state machine: gap buffer, duplicates, contiguous prefix."""
 
+import tracemalloc
+
 from core import Entry, FollowerLog
 
 
@@ -144,3 +146,80 @@ def test_restore_starts_from_the_replayed_log_and_epochs():
     assert log.epoch_runs() == [[1, 1], [4, 3]]
     assert (log.stream_epoch, log.sync_epoch, log.epoch_of(3), log.epoch_of(0)) == (4, 4, 4, 0)
     assert log.applied_entries(log.apply([e(4, epoch=4)], master_epoch=4)) == [e(4, epoch=4)]
+
+
+# -- bounds: a batch no correct master sends is refused whole ----------------------
+
+
+def synced(**bounds) -> FollowerLog:
+    log = FollowerLog(**bounds)
+    log.sync(master_epoch=1, keep=0, epoch_start=0)
+    log.apply([e(1), e(2)], master_epoch=1)
+    return log
+
+
+def test_a_seq_too_far_ahead_refuses_the_batch_and_discards_the_buffer():
+    log = synced(max_ahead=100)
+    assert log.apply([e(5)], master_epoch=1).buffered == [5]
+    result = log.apply([e(3), e(4), e(103)], master_epoch=1)  # 2 + 100 is the most
+    assert result.refused is not None and "103" in result.refused
+    assert result.applied == [] and log.contiguous_seq == 2  # not even 3 and 4
+    assert log.out_of_order == {} and log.buffered_bytes == 0
+    # The limit itself is fine: the master's window is within it.
+    assert log.apply([e(102)], master_epoch=1).refused is None
+
+
+def test_one_batch_of_far_ahead_seqs_is_refused_at_once_without_buffering_anything():
+    log = synced()
+    far = [e(10**12 + i, "x" * 50) for i in range(100_000)]
+    tracemalloc.start()
+    try:
+        result = log.apply(far, master_epoch=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.refused is not None
+    assert log.out_of_order == {} and log.contiguous_seq == 2
+    assert peak < 64 * 1024  # refused on the first entry: nothing per entry was kept
+
+
+def test_the_buffer_is_bounded_in_bytes():
+    one = e(10, "y" * 100).wire_bytes()
+    log = synced(max_buffered_bytes=3 * one)
+    assert log.apply([e(10, "y" * 100), e(11, "y" * 100)], master_epoch=1).buffered == [10, 11]
+    assert log.buffered_bytes == 2 * one
+    result = log.apply([e(12, "y" * 100), e(13, "y" * 100)], master_epoch=1)
+    assert result.refused is not None and "bytes" in result.refused
+    assert log.out_of_order == {} and log.buffered_bytes == 0
+    # What closes a gap is never counted: a whole window in order always goes through.
+    assert log.apply([e(i, "y" * 100) for i in range(3, 20)], master_epoch=1).applied
+    assert log.contiguous_seq == 19
+
+
+def test_buffered_bytes_follow_the_buffer():
+    log = synced()
+    log.apply([e(5, "abc"), e(6, "é")], master_epoch=1)
+    assert log.buffered_bytes == e(5, "abc").wire_bytes() + e(6, "é").wire_bytes()
+    assert log.apply([e(5, "abc")], master_epoch=1).duplicates == [5]  # counted once
+    assert log.apply([e(6, "other")], master_epoch=1).conflicts == [6]  # the first stays
+    log.apply([e(3), e(4)], master_epoch=1)
+    assert log.contiguous_seq == 6 and log.out_of_order == {} and log.buffered_bytes == 0
+    log.apply([e(9)], master_epoch=1)
+    log.sync(master_epoch=2, keep=6, epoch_start=6)
+    assert log.out_of_order == {} and log.buffered_bytes == 0
+
+
+def test_an_entry_from_a_later_epoch_than_its_master_is_refused():
+    log = synced()
+    result = log.apply([e(3), e(4, epoch=2)], master_epoch=1)
+    assert result.refused is not None and log.contiguous_seq == 2
+    assert log.apply([e(3, epoch=0)], master_epoch=1).refused is None  # older: fine
+
+
+def test_a_summary_reports_at_most_max_runs():
+    log = FollowerLog()
+    log.apply([e(1, epoch=1), e(2, epoch=2), e(3, epoch=2), e(4, epoch=5), e(5, epoch=6)])
+    assert log.summary(10) == (5, [[1, 1], [2, 2], [5, 4], [6, 5]])
+    # Too many runs: the prefix the first ones cover (the master resends the rest).
+    assert log.summary(2) == (3, [[1, 1], [2, 2]])
+    assert FollowerLog().summary(2) == (0, [])

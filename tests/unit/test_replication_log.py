@@ -2,11 +2,13 @@
 
 import pytest
 
+from common import wire
 from core import (
     HEALTHY,
     MASTER,
     SUSPECTED,
     UNHEALTHY,
+    AckBeyondSent,
     Entry,
     FollowerLog,
     HealthPolicy,
@@ -121,6 +123,7 @@ def test_ack_below_a_waiting_seq_does_not_resolve_it():
     log.append("a", None)
     log.append("b", None)
     log.wait_for("t", 2, 2)
+    send(log, "s1")
     assert log.record_ack("s1", 1, now=0.0) == []
     assert "t" in log.commit_waiters
 
@@ -130,6 +133,7 @@ def test_cancelled_waiter_is_forgotten():
     log.append("a", None)
     log.wait_for("t", 1, 3)
     log.cancel_wait("t")
+    send(log, "s1", "s2")
     assert log.record_ack("s1", 1, now=0.0) == [] and log.record_ack("s2", 1, now=0.0) == []
     assert not log.commit_waiters
 
@@ -191,23 +195,24 @@ def test_reregistration_with_an_empty_log_refills_from_the_start():
     assert (batch.seq_from, batch.seq_to) == (1, 3)
 
 
-def test_acks_beyond_the_log_are_capped():
+def test_an_ack_beyond_what_the_stream_carried_is_refused_and_changes_nothing():
+    """A secondary acknowledges only entries its stream carried (nothing before
+    `sync`): anything more is not a correct secondary, and the stream is dropped."""
     log = make_log()
     log.append("a", None)
     send(log, "s1")
-    log.record_ack("s1", 99, now=0.0)
-    assert log.progress("s1").acked_seq == 1
-
-
-def test_an_ack_beyond_what_the_stream_matched_or_sent_is_capped():
-    """An ACK the secondary sent before applying `sync` may cover a suffix it discards."""
-    log = make_log()
-    for i in range(5):
+    with pytest.raises(AckBeyondSent):
+        log.record_ack("s1", 99, now=5.0)
+    progress = log.progress("s1")
+    assert progress.acked_seq == 0 and progress.last_heard == 0.0
+    for i in range(4):
         log.append(f"m{i}", None)
-    log.stream_opened("s1", keep=3, now=0.0)
-    log.record_ack("s1", 5, now=0.1)
-    assert log.progress("s1").acked_seq == 3 and "s1" not in log.ack_set(5)
-    assert log.next_batch("s1").seq_from == 4  # 4..5 are still sent
+    log.stream_opened("s2", keep=3, now=0.0, durable=0)
+    with pytest.raises(AckBeyondSent):
+        log.record_ack("s2", 5, now=0.1)  # matched 1..3, sent nothing more
+    assert log.progress("s2").acked_seq == 0 and "s2" not in log.ack_set(1)
+    assert log.record_ack("s2", 3, now=0.2) == [] and log.progress("s2").acked_seq == 3
+    assert log.next_batch("s2").seq_from == 4  # 4..5 are still sent
 
 
 def test_stream_open_resolves_waiters_already_covered():
@@ -598,3 +603,38 @@ def test_adopt_takes_replayed_records_and_rebuilds_the_idempotency_index():
     assert log.append("x", "a").duplicate and log.append("z", 7).entry.seq == 3
     with pytest.raises(ValueError):
         ReplicationLog().adopt([[2, 1, None, "gap"]], epoch=2)
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["plain ascii text", "中文字符" * 4, '"quotes" and \\ back\\slashes', "\x01\x02\x03" * 5],
+    ids=["ascii", "cjk", "escaped", "control"],
+)
+def test_a_batch_frame_is_at_most_max_batch_bytes_on_the_wire(message):
+    """Counted in encoded bytes, not characters: a message of control characters takes
+    six bytes per character, CJK three."""
+    budget = 2000
+    log = make_log(max_batch_bytes=budget)
+    for i in range(200):
+        log.append(message, f"id-{i}" if i % 2 else i)
+    sizes = []
+    while (batch := log.next_batch("s1")) is not None:
+        frame = wire.encode_append(batch.items)
+        assert len(frame) <= budget
+        sizes.append(len(frame))
+        if batch.seq_to < log.last_seq:
+            # The next entry would not have fitted: the budget is used, not guessed.
+            following = log.entry(batch.seq_to + 1).to_wire()
+            assert len(wire.encode_append([*batch.items, following])) > budget
+        log.record_ack("s1", batch.seq_to, now=0.0)
+    assert len(sizes) > 1 and sum(s > budget // 2 for s in sizes) >= len(sizes) - 1
+
+
+def test_an_entry_larger_than_the_budget_travels_alone():
+    log = make_log(max_batch_bytes=100)
+    log.append("é" * 200, None)
+    log.append("a", None)
+    first = log.next_batch("s1")
+    assert [item[0] for item in first.items] == [1]
+    second = log.next_batch("s1")
+    assert [item[0] for item in second.items] == [2]
