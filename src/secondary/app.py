@@ -12,7 +12,7 @@ from secondary.handlers import HealthHandler, LogExportHandler, LogHandler, Repl
 from secondary.node import SecondaryNode
 
 # A secondary takes no request bodies (its WebSocket frames have their own bound,
-# wire.MAX_MESSAGE_BYTES). A write sent here by mistake, up to the master's default
+# from --max-entry-bytes: see common.wire). A write sent here by mistake, up to the master's default
 # limit, still gets the 405 that names the master rather than a 413.
 MAX_BODY_BYTES = 1 << 20
 
