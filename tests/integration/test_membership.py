@@ -4,6 +4,7 @@ counted from replication streams only (issue 8)."""
 from __future__ import annotations
 
 import dataclasses
+import signal
 
 from chaos.cluster import free_port
 from support import http
@@ -152,3 +153,36 @@ def test_dead_registrations_can_be_removed_and_writes_resume(cluster_factory):
     wait_until(lambda: not cluster.master.health()["read_only"], what="writable again")
     resp = cluster.write("accepted", w=2)
     assert resp.status == 201 and resp.body["acked_by"] == ["master", "s1"]
+
+
+def test_a_paused_secondarys_id_taken_elsewhere_is_never_named_as_a_holder(cluster_factory):
+    """The attack from the issue: re-register a paused secondary's id at another URL,
+    then ask for w=3. Refused while it is up; once it is down, whoever takes the id
+    counts as holding nothing, so no answer names it until it really holds the entry."""
+    cluster = cluster_factory(secondaries=2)
+    cluster.start_master(*FAST_DETECTION)
+    cluster.add_secondary("s1")
+    cluster.add_secondary("s2")
+    assert cluster.write("before", w=3).status == 201
+    s2 = cluster.secondaries["s2"]
+    elsewhere = f"http://{cluster.host}:{free_port(cluster.host)}"  # nobody answers there
+    s2.signal(signal.SIGSTOP)
+    try:
+        resp = http.post(cluster.master_url + "/register", {"id": "s2", "url": elsewhere})
+        assert resp.status == 409 and resp.body["conflict"] == "id"
+        wait_until(lambda: member(cluster, "s2")["status"] == "unhealthy", what="s2 down")
+        resp = http.post(
+            cluster.master_url + "/register", {"id": "s2", "url": elsewhere, "contiguous_seq": 5}
+        )
+        assert resp.status == 200  # the id is free now; its claim of 5 entries is not believed
+        assert member(cluster, "s2")["acked_seq"] == 0
+        resp = cluster.write("after", w=3, wtimeout=500)
+        assert resp.status == 504 and resp.body["acked_by"] == ["master", "s1"]
+    finally:
+        s2.signal(signal.SIGCONT)
+    # The real s2 comes back (same incarnation) and takes its id back: refilled, counted.
+    wait_until(lambda: member(cluster, "s2")["url"] == s2.url, timeout=20, what="s2 back")
+    cluster.wait_connected("s2")
+    resp = cluster.write("again", w=3)
+    assert resp.status == 201 and resp.body["acked_by"] == ["master", "s1", "s2"]
+    assert [m["message"] for m in s2.messages()] == ["before", "after", "again"]
