@@ -52,7 +52,13 @@ _SHORT_ESCAPES = frozenset('"\\\b\t\n\f\r')
 
 def json_string_bytes(text: str) -> int:
     """Bytes of `text` as a JSON string, quotes included."""
-    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if text.isascii():
+        # The common case, with C-level scans only: printable ASCII without `"` or `\`.
+        if text.isprintable() and '"' not in text and "\\" not in text:
+            return len(text) + 2
+        size = len(text)
+    else:
+        size = len(text.encode("utf-8", "surrogatepass"))
     if _ESCAPED.search(text) is not None:
         size += sum(1 if c in _SHORT_ESCAPES else 5 for c in _ESCAPED.findall(text))
     return size + 2

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from array import array
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
-from core.entry import ClientId, Entry, wire_bytes
+from core.entry import ClientId, Entry, json_string_bytes, json_value_bytes
 from core.health import SUSPECTED, UNHEALTHY, HealthPolicy
 from core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT_BATCHES
 from core.write_request import WriteItem, majority
@@ -173,6 +174,9 @@ class ReplicationLog:
         # The log, stored by column: an Entry object per message would cost
         # more memory than most messages. Epochs are kept as runs.
         self._messages: list[str] = []
+        # Wire bytes of each entry's id and message (and the entry's punctuation),
+        # filled in as entries are first sent: computed once, whatever N is.
+        self._body_bytes = array("L")
         self._ids: list[ClientId | None] = []
         self._run_first_seq: list[int] = []
         self._run_epoch: list[int] = []
@@ -279,6 +283,7 @@ class ReplicationLog:
             raise ValueError("a recovered log must hold seqs 1..n in order")
         self._messages = [e[3] for e in entries]
         self._ids = [e[2] for e in entries]
+        self._body_bytes = array("L")
         epochs = [e[1] for e in entries]
         pairs = enumerate(itertools.pairwise(epochs), start=2)
         changes = [seq for seq, (before, now) in pairs if before != now]
@@ -498,20 +503,45 @@ class ReplicationLog:
             return None
         start = progress.sent_seq
         stop = min(start + self.max_batch_entries, self.last_seq)
-        # The frame's size on the wire, exactly: at most max_batch_bytes, or one entry.
-        size = APPEND_FRAME_BYTES - 1
-        items: list[list] = []
-        for seq in range(start + 1, stop + 1):
-            epoch = self.epoch_at(seq)
-            client_id, message = self._ids[seq - 1], self._messages[seq - 1]
-            size += 1 + wire_bytes(seq, epoch, client_id, message)  # and a comma
-            if items and size > self.max_batch_bytes:
-                break
-            items.append([seq, epoch, client_id, message])
+        count = self._batch_length(start, stop)
+        items = [
+            [seq, self.epoch_at(seq), client_id, message]
+            for seq, client_id, message in zip(
+                range(start + 1, start + count + 1),
+                self._ids[start : start + count],
+                self._messages[start : start + count],
+                strict=True,
+            )
+        ]
         first, last = start + 1, start + len(items)
         progress.sent_seq = last
         progress.inflight.append(last)
         return Batch(secondary_id, first, last, items)
+
+    def _batch_length(self, start: int, stop: int) -> int:
+        """How many of the entries start+1..stop fit one frame: at most max_batch_bytes
+        on the wire, or one entry if that one is larger.
+
+        Exact for seqs; each entry's epoch is counted with the digits of the
+        batch's last epoch (epochs only grow along the log, and a batch almost
+        always lies within one). One bisection over running sums.
+        """
+        body = self._body_bytes
+        for index in range(len(body), stop):
+            # 6: `[`, three `,` and `]` of the entry, and the `,` after it.
+            body.append(
+                json_value_bytes(self._ids[index]) + json_string_bytes(self._messages[index]) + 6
+            )
+        epoch_digits = len(str(self.epoch_at(stop)))
+        budget = self.max_batch_bytes - (APPEND_FRAME_BYTES - 1)
+        sizes = list(itertools.accumulate(body[start:stop]))
+        seq_digits_before = _digits_through(start)
+
+        def frame_bytes(k: int) -> int:  # entries start+1..start+k+1
+            seqs = _digits_through(start + k + 1) - seq_digits_before
+            return sizes[k] + seqs + (k + 1) * epoch_digits
+
+        return max(bisect.bisect_right(range(len(sizes)), budget, key=frame_bytes), 1)
 
     def record_ack(self, secondary_id: str, contiguous_seq: int, now: float) -> list[Satisfied]:
         """The secondary holds 1..contiguous_seq. Returns waiters now satisfied.
@@ -585,3 +615,12 @@ class ReplicationLog:
             waiter = self.commit_waiters.pop(token)
             satisfied.append(Satisfied(token, waiter.seq, waiter.w, self.ack_set(waiter.seq)))
         return satisfied
+
+
+def _digits_through(n: int) -> int:
+    """Decimal digits of all the numbers 1..n together."""
+    total, low, width = 0, 1, 1
+    while low <= n:
+        total += (min(n, low * 10 - 1) - low + 1) * width
+        low, width = low * 10, width + 1
+    return total
