@@ -7,6 +7,7 @@ yet synced and tears the last one, the way a power cut does.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 from typing import Protocol
@@ -42,6 +43,11 @@ class FileSystem(Protocol):
 
     def sync_dir(self, directory: Path) -> None:
         """Make created, renamed and removed names in `directory` durable."""
+
+    def hold_lock(self, path: Path) -> object:
+        """Hold an exclusive lock on `path` until the returned object is closed
+        (or the process ends). Raises BlockingIOError if another process holds it."""
+        ...
 
     def write_atomic(self, path: Path, data: bytes) -> None:
         """Replace `path` with `data` all at once: write, fsync, rename, fsync the directory."""
@@ -113,3 +119,12 @@ class OsFileSystem:
             os.close(fd)
         os.replace(tmp, path)
         self.sync_dir(path.parent)
+
+    def hold_lock(self, path: Path) -> object:
+        handle = open(path, "a+b")  # noqa: SIM115  (held open for the process's life)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise
+        return handle

@@ -49,6 +49,8 @@ STATE_FIELDS: dict[str, type] = {
     "recovering": bool,
 }
 LOG_DIR = "log"
+# Held (flock) by the running node: one process per data directory.
+LOCK = ".lock"
 
 
 class StoreError(Exception):
@@ -140,6 +142,8 @@ class DiskStore(NodeStore):
         self.data_dir = data_dir
         self.log = log
         self.fsync = fsync
+        # The data directory's lock (storage.files.FileSystem.hold_lock), held until close.
+        self.dir_lock: object | None = None
         self.durable_seq = log.last_seq
         self._group: GroupCommit | None = None
         # Every use of the log holds it: the sync thread shares the log.
@@ -216,6 +220,14 @@ class DiskStore(NodeStore):
 
     def close(self) -> None:
         """A clean stop: sync what is left and note how long the log is."""
+        try:
+            self._close()
+        finally:
+            if self.dir_lock is not None:
+                self.dir_lock.close()  # type: ignore[attr-defined]
+                self.dir_lock = None
+
+    def _close(self) -> None:
         if self._group is not None:
             self._group.close()
             if self._group.failed:
@@ -251,6 +263,34 @@ def open_store(
         fs.make_dir(data_dir)
     except OSError as exc:
         raise StoreError(f"cannot create data directory {data_dir}: {exc}") from None
+    try:
+        # Two processes on one directory would interleave their writes into one log.
+        dir_lock = fs.hold_lock(data_dir / LOCK)
+    except BlockingIOError:
+        raise StoreError(
+            f"{data_dir} is in use by another running node (it holds {data_dir / LOCK}); "
+            "every node needs its own data directory"
+        ) from None
+    try:
+        store = _open_locked(fs, data_dir, node, role, fsync, segment_bytes, repair)
+    except BaseException:
+        if dir_lock is not None:
+            dir_lock.close()  # type: ignore[attr-defined]
+        raise
+    store.dir_lock = dir_lock
+    return store
+
+
+def _open_locked(
+    fs: FileSystem,
+    data_dir: Path,
+    node: str,
+    role: str,
+    fsync: str,
+    segment_bytes: int,
+    repair: bool,
+) -> DiskStore:
+    """open_store, once this process holds the directory."""
     identity, fresh = _identity(fs, data_dir, node, role)
     if fresh:
         fs.sync_dir(data_dir.parent)  # the new directory's own name

@@ -468,3 +468,22 @@ def test_a_newer_epoch_reported_by_a_secondary_lifts_the_masters_next_epoch(clus
     health = wait_open(cluster)
     assert health["epoch"] == 4
     assert wait_converged(cluster) == expected
+
+
+def test_a_second_process_on_a_data_directory_in_use_is_refused(cluster_factory):
+    """Two nodes writing one log would interleave their records: the second one
+    (another address, same --data-dir) exits 2 before touching anything."""
+    cluster = cluster_factory(secondaries=0)
+    master = cluster.start_master()
+    assert cluster.write("only one writer", w=1).status == 201
+    twin_host = cluster.host.rsplit(".", 1)[0] + ".254"
+    argv = [*master.argv]
+    argv[argv.index("--host") + 1] = twin_host
+    twin = Node("twin", argv, f"http://{twin_host}:1", cluster.tmp_path / "twin.log").start()
+    assert twin.proc.wait(20) == 2
+    assert "is in use by another running node" in twin.log_path.read_text()
+    assert master.messages()[0]["message"] == "only one writer"
+    assert cluster.write("still the writer", w=1).status == 201
+    master.stop()  # a clean stop frees the directory for the next start
+    master.start()
+    wait_until(lambda: len(master.messages()) == 2, what="restarted on its directory")

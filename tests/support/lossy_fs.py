@@ -188,6 +188,10 @@ class LossyFileSystem:
                         del self.synced_names[path]
             self.dir_syncs += 1
 
+    def hold_lock(self, path: Path) -> None:
+        """One simulated process at a time: nothing to lock."""
+        return None
+
     def write_atomic(self, path: Path, data: bytes) -> None:
         self._before("write_atomic", path)
         with self.lock:

@@ -82,8 +82,10 @@ def test_a_secondary_without_state_repairs_before_the_event_loop_runs(tmp_path):
             storage=StorageConfig(data_dir=data, repair=repair),
         )
 
+    refused = open_store(data_dir=data, node="s1", role="secondary")
     with pytest.raises(StoreError, match="no cluster id"):
-        SecondaryNode(config(False), open_store(data_dir=data, node="s1", role="secondary"))
+        SecondaryNode(config(False), refused)
+    refused.close()  # as main() does: frees the data directory's lock
     # As replog-secondary's main() does it: built before the event loop runs.
     node = SecondaryNode(config(True), open_store(data_dir=data, node="s1", role="secondary"))
     assert node.follower.contiguous_seq == 0
