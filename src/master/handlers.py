@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
 
 from common import wire
+from common.urls import is_node_url
 from common.web import JsonHandler, decode_json_body, parse_paging, render_messages
 from core import (
     IdConflict,
@@ -89,25 +89,6 @@ class LogHandler(JsonHandler):
             self._waiter.cancel()
 
 
-def is_reachable_url(url: object) -> bool:
-    """`http(s)://host[:port]` and nothing else: a path, query, fragment or user info
-    would make the master send its requests somewhere else, or with credentials."""
-    if not isinstance(url, str) or len(url) > 300:
-        return False
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError for a bad port)
-        host = parts.hostname
-    except ValueError:
-        return False
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        return False
-    if "?" in url or "#" in url:
-        return False
-    labels_ok = bool(host) and all(0 < len(label) <= 63 for label in host.split("."))
-    return parts.scheme in ("http", "https") and labels_ok
-
-
 class RegisterHandler(JsonHandler):
     """`POST /register`: a secondary announces itself and reports its log.
 
@@ -134,7 +115,7 @@ class RegisterHandler(JsonHandler):
                 f'"id" must be 1 to {wire.MAX_ID_CHARS} characters, none a control character, '
                 'other than "master"',
             )
-        if not is_reachable_url(url):
+        if not is_node_url(url):
             raise RequestError(
                 400,
                 '"url" must be http(s)://host:port and nothing more (no path, query, fragment '

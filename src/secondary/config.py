@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from common import wire
 from common.config import (
@@ -25,6 +24,7 @@ from common.config import (
     tls_config,
 )
 from common.security import TlsConfig
+from common.urls import node_url
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,6 @@ class SecondaryConfig:
         return f"{scheme}://{host}:{self.port}"
 
 
-def http_url(raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{raw!r} is not an http(s) URL like http://127.0.0.2:5000")
-    return raw.rstrip("/")
-
-
 def build_parser() -> EnvArgumentParser:
     parser = EnvArgumentParser(
         prog="replog-secondary",
@@ -89,7 +82,7 @@ def build_parser() -> EnvArgumentParser:
         "--master",
         env=["MASTER_URL"],
         default=None,
-        type=http_url,
+        type=node_url,
         help="the master's URL, e.g. http://127.0.0.2:5000 (required)",
     )
     parser.add_env_argument(
@@ -110,7 +103,7 @@ def build_parser() -> EnvArgumentParser:
         "--advertise",
         env=["SECONDARY_ADVERTISE_URL"],
         default=None,
-        type=http_url,
+        type=node_url,
         help="URL the master should use to reach this node [default: http://HOST:PORT, "
         "https://HOST:PORT with --tls-cert]",
     )

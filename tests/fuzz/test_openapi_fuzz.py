@@ -44,7 +44,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chaos.cluster import free_port
-from master.handlers import is_reachable_url
+from common.urls import is_node_url
 from support.cluster import Cluster, Node
 from support.waiting import wait_until
 
@@ -136,7 +136,7 @@ class Fuzzer:
     def keep_local(self, case: schemathesis.Case) -> None:
         """A registration the master would accept makes it dial the URL: keep that on our host."""
         body = case.body
-        if isinstance(body, dict) and is_reachable_url(body.get("url")):
+        if isinstance(body, dict) and is_node_url(body.get("url")):
             case.body = {**body, "url": self.dead_url}
 
     def send(self, role: str, case: schemathesis.Case) -> None:

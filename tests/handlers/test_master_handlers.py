@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from common.urls import is_node_url
 from core import ReadOnly, WriteRequest
 from master.app import make_app, make_server
 from master.config import MasterConfig
@@ -193,6 +194,22 @@ async def test_unknown_path_and_method_are_json_errors(http_client, base_url):
         {"id": "s3", "url": "http://x:1?a=b"},
         {"id": "s3", "url": "http://x:1#frag"},
         {"id": "s3", "url": "http://user:pass@x:1"},
+        # Found by the outside review: accepted, then every dial failed with a traceback.
+        {"id": "s3", "url": "HTTP://x:1"},
+        {"id": "s3", "url": "Http://x:1"},
+        {"id": "s3", "url": " http://x:1"},
+        {"id": "s3", "url": "http://x:1\n"},
+        {"id": "s3", "url": "http://x\n.y:1"},
+        {"id": "s3", "url": "http://x:"},
+        {"id": "s3", "url": "http://x"},
+        {"id": "s3", "url": "http://x:0"},
+        {"id": "s3", "url": "http://x:00006010"},
+        {"id": "s3", "url": "http://x:65536"},
+        {"id": "s3", "url": "http://[::1:1"},
+        {"id": "s3", "url": "http://[zz::1]:1"},
+        {"id": "s3", "url": "http://ex\u00e4mple:1"},
+        {"id": "s3", "url": "http://a%40b:1"},
+        {"id": "s3", "url": "ftp://x:1"},
         {"id": "s" * 65, "url": "http://x:1"},
         {"id": "s\n3", "url": "http://x:1"},
         {"id": ["s3"], "url": "http://x:1"},
@@ -334,7 +351,7 @@ async def test_delete_secondary_removes_it_from_the_cluster(http_client, base_ur
     code, body = await post(http_client, base_url, {"message": "m", "w": 3})
     assert code == 400 and node.log.last_seq == 0
     # That node may not come back under its old incarnation...
-    code, body = await register(http_client, base_url, id="s2", url="http://s2")
+    code, body = await register(http_client, base_url, id="s2", url="http://s2:1")
     assert code == 409 and body["conflict"] == "removed"
     assert not node.log.is_member("s2") and node.log.cluster_size == 2
 
@@ -370,3 +387,17 @@ async def test_delete_secondary_whose_last_dial_failed(http_client, base_url, no
     assert resp.code == 200, resp.body
     assert json.loads(resp.body) == {"removed": "s3", "cluster_size": 3}
     assert "s3" not in node.links and not node.log.is_member("s3")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.2:5001",
+        "https://node-1.example:443/",
+        "http://secondary_slow:5002",
+        "http://[::1]:5001",
+        "http://localhost:65535",
+    ],
+)
+def test_node_urls_that_are_accepted(url):
+    assert is_node_url(url)
