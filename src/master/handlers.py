@@ -121,6 +121,12 @@ class RegisterHandler(JsonHandler):
                 '"url" must be http(s)://host:port and nothing more (no path, query, fragment '
                 "or user info), like http://127.0.0.2:5001",
             )
+        if self.node.config.tls.ca is not None and url.startswith("http://"):
+            # --tls-ca says this cluster uses TLS: never stream the log (or send the
+            # token) in clear to a secondary that advertises plain HTTP.
+            raise RequestError(
+                400, '"url" must be https://: this master verifies its peers (--tls-ca)'
+            )
         numbers = {}
         for key in ("contiguous_seq", "last_epoch", "sync_epoch", "stream_epoch"):
             value = doc.get(key, 0)

@@ -156,6 +156,9 @@ def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
         parser.error('--id must not be "master" (that name is the master\'s)')
     if not wire.valid_id(args.id):
         parser.error(f"--id must be 1 to {wire.MAX_ID_CHARS} characters, none a control one")
+    if args.tls_ca and args.master.startswith("http://"):
+        # --tls-ca says this cluster uses TLS: never send the token or the log in clear.
+        parser.error("--tls-ca is set, so --master must be an https:// URL")
     if args.max_entry_bytes > wire.MAX_ENTRY_BYTES_LIMIT:
         parser.error(f"--max-entry-bytes is at most {wire.MAX_ENTRY_BYTES_LIMIT} (64 MiB)")
     return SecondaryConfig(

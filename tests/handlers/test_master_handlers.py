@@ -9,9 +9,13 @@ import asyncio
 import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
+import tornado.httpserver
+import tornado.testing
 
+from common.security import TlsConfig
 from common.urls import is_node_url
 from core import ReadOnly, WriteRequest
 from master.app import make_app, make_server
@@ -401,3 +405,36 @@ async def test_delete_secondary_whose_last_dial_failed(http_client, base_url, no
 )
 def test_node_urls_that_are_accepted(url):
     assert is_node_url(url)
+
+
+@pytest.mark.gen_test
+async def test_a_master_that_verifies_its_peers_refuses_plain_http_secondaries(
+    http_client, base_url
+):
+    """Found by the outside review: a secondary without a certificate registered over
+    https, and the master then streamed the log (and the token) to it in clear."""
+    node = open_master(tls=TlsConfig(ca=Path("ca.pem")))
+    app = make_app(node)
+    server = tornado.httpserver.HTTPServer(app)
+    sock, port = tornado.testing.bind_unused_port()
+    server.add_sockets([sock])
+    try:
+        resp = await http_client.fetch(
+            f"http://127.0.0.1:{port}/register",
+            method="POST",
+            body=json.dumps({"id": "s3", "url": "http://127.0.0.9:7000"}),
+            raise_error=False,
+        )
+        assert resp.code == 400 and "https://" in json.loads(resp.body)["error"]
+        assert not node.log.is_member("s3")
+    finally:
+        server.stop()
+
+
+def test_a_secondary_that_verifies_its_master_needs_an_https_master():
+    from secondary.config import parse_config
+
+    argv = ["--master", "http://127.0.0.2:5000", "--id", "s1", "--tls-ca", __file__]
+    with pytest.raises(SystemExit) as exited:
+        parse_config(argv)
+    assert exited.value.code == 2

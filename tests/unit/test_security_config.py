@@ -10,7 +10,7 @@ import trustme
 from master.config import parse_config as parse_master
 from secondary.config import parse_config as parse_secondary
 
-SECONDARY = ["--master", "http://127.0.0.2:5000", "--id", "s1", "--host", "127.0.0.3"]
+SECONDARY = ["--master", "https://127.0.0.2:5000", "--id", "s1", "--host", "127.0.0.3"]
 ENV = (
     "REPLOG_CLUSTER_TOKEN",
     "REPLOG_CLUSTER_TOKEN_FILE",
