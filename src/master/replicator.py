@@ -353,18 +353,29 @@ class SecondaryLink:
                 timer.cancel()
                 self._wakeup = None
 
+    def _idle(self) -> bool:
+        log = self.node.log
+        return log.is_member(self.secondary_id) and log.idle(self.secondary_id)
+
+    def _acked_seq(self) -> int:
+        log = self.node.log
+        return log.progress(self.secondary_id).acked_seq if log.is_member(self.secondary_id) else 0
+
     async def _read_acks(self, conn: WebSocketClientConnection) -> None:
         try:
             while (raw := await conn.read_message()) is not None:
+                before = self._acked_seq()
                 try:
                     self.node.acked(self.secondary_id, wire.decode_seq(wire.decode(raw, "ack")))
                 except (wire.WireError, AckBeyondSent) as exc:
                     self._refuse(conn, str(exc), "ack")
                     return
-                # A working stream (the answer to sync is an ACK): the next dial after
-                # it ends is at once. A peer that breaks the protocol waits out backoff.
-                self._backoff.reset()
-                self._refused = False
+                if self._acked_seq() > before or self._idle():
+                    # A working stream (it took what it was sent): the next dial after
+                    # it ends is at once. A peer that refuses or breaks what it is sent
+                    # (the ACK answering sync proves nothing yet) waits out the backoff.
+                    self._backoff.reset()
+                    self._refused = False
                 self.wake()
             self._log_closed(conn, "ack")
         finally:

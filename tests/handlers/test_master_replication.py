@@ -46,6 +46,8 @@ class FakeSecondary(tornado.websocket.WebSocketHandler):
             self.write_message(self.script.after_sync).add_done_callback(_ignore)
         if doc["type"] == "sync" and self.script.close_with is not None:
             self.close(self.script.close_with, "message too big")
+        if doc["type"] == "append" and self.script.close_on_append is not None:
+            self.close(self.script.close_on_append, "message too big")
 
     def on_close(self) -> None:
         self.script.closes.append(self.close_code)
@@ -57,8 +59,11 @@ def _ignore(future):
 
 
 class Script:
-    def __init__(self, hello: bytes, after_sync: str | None = None, close_with=None) -> None:
+    def __init__(
+        self, hello: bytes, after_sync: str | None = None, close_with=None, close_on_append=None
+    ) -> None:
         self.hello = hello
+        self.close_on_append = close_on_append
         self.after_sync = after_sync
         self.close_with = close_with
         self.streams = 0
@@ -206,6 +211,33 @@ async def test_a_peer_that_breaks_the_protocol_is_dialled_with_backoff(http_clie
             await async_wait_until(lambda: retries(logs, mark), timeout=8)
         assert retries(logs, mark)[0] >= 200
         assert len(refusals(logs)) < 10
+    finally:
+        await node.stop()
+        server.stop()
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_a_secondary_that_acks_sync_then_refuses_every_batch_is_dialled_with_backoff(
+    http_client, base_url, node
+):
+    """Found by the outside review: the ACK answering `sync` reset the backoff, so a
+    secondary refusing each batch as too big was redialled every few tens of ms."""
+    node.log.append("too big for that secondary", None)
+    node.log.mark_durable(1)
+    script = Script(
+        hello(), after_sync=json.dumps({"type": "ack", "contiguous_seq": 0}), close_on_append=1009
+    )
+    url, server = await start_fake(script)
+
+    def retries(logs):
+        return [e["retry_in_ms"] for e in logs if e["event"] == "stream_retry"]
+
+    try:
+        with capture_logs() as logs:
+            await join(node, url)
+            # Backoff grows from 25-50 ms: 200 ms or more means it was never reset.
+            await async_wait_until(lambda: any(ms >= 200 for ms in retries(logs)), timeout=8)
+        assert script.streams < 10
     finally:
         await node.stop()
         server.stop()
