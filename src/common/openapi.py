@@ -297,7 +297,9 @@ SCHEMAS: dict[str, Schema] = {
             "url": {
                 "type": "string",
                 "maxLength": 300,
-                "pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
+                "pattern": r"^https?://([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*|\[[0-9A-Fa-f:.]+\])"
+                r":[1-9][0-9]{0,4}/?$",
                 "description": "http(s)://host:port; a path, query, fragment or user info is a 400",
             },
             **{
@@ -306,6 +308,7 @@ SCHEMAS: dict[str, Schema] = {
             },
             "incarnation": _nullable({"type": "string", "minLength": 1, "maxLength": 64}),
             "cluster_id": _nullable({"type": "string", "minLength": 1, "maxLength": 64}),
+            "instance": _nullable({"type": "string", "minLength": 1, "maxLength": 64}),
         },
         description="a secondary's report of its log (other fields are ignored)",
     ),

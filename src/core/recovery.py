@@ -53,6 +53,8 @@ class LogReport:
     # Its data directory's random id, and the cluster it joined (None: never joined).
     incarnation: str = ""
     cluster_id: str | None = None
+    # Its process's random id (a copy of its data directory has another).
+    instance: str = ""
 
     @property
     def rank(self) -> tuple[int, int, int]:

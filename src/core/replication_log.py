@@ -118,6 +118,8 @@ class SecondaryProgress:
     url: str
     # Random id of the secondary's data directory: a new one means it lost its disk.
     incarnation: str = ""
+    # Random id of the secondary's process: tells a copy of a data directory apart.
+    instance: str = ""
     # Highest seq such that the secondary holds 1..acked_seq.
     acked_seq: int = 0
     # Highest seq put on the current stream; entries after it are still to send.
@@ -344,6 +346,7 @@ class ReplicationLog:
         contiguous_seq: int,
         now: float,
         incarnation: str = "",
+        instance: str = "",
     ) -> bool:
         """A secondary announced itself and how much of the log it holds.
 
@@ -363,7 +366,7 @@ class ReplicationLog:
         """
         if (secondary_id, incarnation) in self.removed:
             raise RemovedMember(secondary_id, incarnation)
-        conflict = self.conflict(secondary_id, url, incarnation, now)
+        conflict = self.conflict(secondary_id, url, incarnation, now, instance)
         if conflict is not None:
             raise conflict
         progress = self._secondaries.get(secondary_id)
@@ -375,25 +378,31 @@ class ReplicationLog:
             progress.acked_seq = 0
         progress.url = url
         progress.incarnation = incarnation
+        progress.instance = instance
         progress.acked_seq = progress.sent_seq = min(progress.acked_seq, max(contiguous_seq, 0))
         progress.inflight.clear()
         progress.connected = False
         return changed
 
     def conflict(
-        self, secondary_id: str, url: str, incarnation: str, now: float
+        self, secondary_id: str, url: str, incarnation: str, now: float, instance: str = ""
     ) -> MemberConflict | None:
         """Whether registering `secondary_id` from this node would take the id from another.
 
-        An id is bound to one node (its incarnation) while that node is up:
-        heard on its stream within the unhealthy threshold. The same node
-        (same incarnation: a restart with its data) takes its id back at once,
-        from any URL; a registration at the member's own URL is let through
-        too, since whoever answers there must prove its incarnation in the
-        stream's hello. Another node gets the id only once the holder is down.
+        An id is bound to one node (its incarnation, in one process: its
+        instance) while that node is up: heard on its stream within the
+        unhealthy threshold. The same node restarted with its data (same
+        incarnation, its old stream gone) takes its id back at once, from any
+        URL; a copy of its data directory running beside it does not. A
+        registration at the member's own URL is let through, since whoever
+        answers there must prove its incarnation in the stream's hello. Another
+        node gets the id only once the holder is down.
         """
         progress = self._secondaries.get(secondary_id)
-        if progress is None or incarnation == progress.incarnation or url == progress.url:
+        if progress is None or url == progress.url:
+            return None
+        same_node = incarnation == progress.incarnation
+        if same_node and (instance == progress.instance or not progress.connected):
             return None
         if self.current_status(secondary_id, now) == UNHEALTHY:
             return None

@@ -134,7 +134,7 @@ class RegisterHandler(JsonHandler):
                 raise RequestError(400, f'"{key}" must be an integer from 0 to {wire.MAX_INT}')
             numbers[key] = value
         strings = {}
-        for key in ("incarnation", "cluster_id"):
+        for key in ("incarnation", "cluster_id", "instance"):
             value = doc.get(key)
             if value is not None and not (isinstance(value, str) and 0 < len(value) <= 64):
                 raise RequestError(400, f'"{key}" must be a string of 1 to 64 characters, or null')
@@ -147,6 +147,7 @@ class RegisterHandler(JsonHandler):
             sync_epoch=numbers["sync_epoch"],
             stream_epoch=numbers["stream_epoch"],
             incarnation=strings["incarnation"] or "",
+            instance=strings["instance"] or "",
             cluster_id=strings["cluster_id"],
         )
         try:

@@ -357,7 +357,12 @@ class MasterNode:
         )
         try:
             changed = self.log.register(
-                secondary_id, report.url, report.length, time.monotonic(), report.incarnation
+                secondary_id,
+                report.url,
+                report.length,
+                time.monotonic(),
+                report.incarnation,
+                report.instance,
             )
         except (MemberConflict, RemovedMember) as exc:
             # The running node keeps its id and its stream; nothing changes.

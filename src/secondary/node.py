@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from typing import Protocol
 
@@ -27,6 +28,9 @@ class SecondaryNode:
     def __init__(self, config: SecondaryConfig, store: NodeStore | None = None) -> None:
         self.config = config
         self.store = store or open_store(data_dir=None, node=config.secondary_id, role="secondary")
+        # This process's random id: a copy of our data directory (same incarnation)
+        # running elsewhere registers with another one, and cannot take our id.
+        self.instance = secrets.token_hex(8)
         # Entries ahead of a gap came in at most as many frames as the master
         # keeps in flight (core.limits): the buffer holds no more bytes than those.
         self.follower = FollowerLog(
@@ -242,6 +246,7 @@ class SecondaryNode:
             "stream_epoch": follower.stream_epoch,
             "incarnation": self.store.identity.incarnation,
             "cluster_id": self.cluster_id,
+            "instance": self.instance,
         }
 
     def health(self) -> dict:

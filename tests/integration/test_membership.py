@@ -4,6 +4,7 @@ counted from replication streams only (issue 8)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import signal
 
 from chaos.cluster import free_port
@@ -186,3 +187,21 @@ def test_a_paused_secondarys_id_taken_elsewhere_is_never_named_as_a_holder(clust
     resp = cluster.write("again", w=3)
     assert resp.status == 201 and resp.body["acked_by"] == ["master", "s1", "s2"]
     assert [m["message"] for m in s2.messages()] == ["before", "after", "again"]
+
+
+def test_a_copy_of_a_secondarys_data_directory_cannot_take_its_id(cluster_factory):
+    cluster = cluster_factory(secondaries=1)
+    cluster.start_master(*FAST_DETECTION)
+    cluster.add_secondary("s1")
+    assert cluster.write("a", w=2).status == 201
+    original = cluster.secondaries["s1"]
+    original.stop()
+    shutil.copytree(cluster.data_dir("s1"), cluster.data_dir("s1-copy"))
+    original.start()
+    cluster.wait_connected("s1")
+    copy = impostor(cluster, "s1", "s1-copy")
+    wait_until(lambda: len(events(copy, "id_conflict")) >= 2, what="the copy refused twice")
+    opened = [e for e in events(cluster.master, "stream_opened") if e["secondary"] == "s1"]
+    assert member(cluster, "s1")["url"] == original.url and len(opened) <= 2
+    assert cluster.write("b", w=2).status == 201
+    assert [m["message"] for m in original.messages()] == ["a", "b"]

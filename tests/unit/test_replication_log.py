@@ -638,3 +638,18 @@ def test_an_entry_larger_than_the_budget_travels_alone():
     assert [item[0] for item in first.items] == [1]
     second = log.next_batch("s1")
     assert [item[0] for item in second.items] == [2]
+
+
+def test_a_copy_of_a_members_data_directory_cannot_take_its_id_while_it_streams():
+    """Found by the outside review: a copied data directory (same incarnation) started
+    beside the original took the stream from it every few milliseconds."""
+    log = ReplicationLog(expected_secondaries=1, health=HealthPolicy(1.0, 3.0))
+    log.register("s1", "http://a:1", 0, now=0.0, incarnation="inc", instance="p1")
+    log.stream_opened("s1", 0, now=0.0)
+    with pytest.raises(MemberConflict):
+        log.register("s1", "http://b:1", 0, now=0.5, incarnation="inc", instance="p2")
+    assert log.progress("s1").url == "http://a:1" and log.progress("s1").connected
+    # The original process ended (its stream closed): its restart takes the id at once.
+    log.stream_closed("s1")
+    assert log.register("s1", "http://b:1", 0, now=0.6, incarnation="inc", instance="p3")
+    assert log.progress("s1").instance == "p3"
