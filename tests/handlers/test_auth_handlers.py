@@ -8,7 +8,6 @@ and changes nothing; client endpoints stay open.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import tornado.web
@@ -20,11 +19,11 @@ from common.security import MISSING, WRONG, check_bearer
 from common.web import JsonHandler
 from core import Entry
 from master.app import make_app as make_master_app
-from master.config import MasterConfig
 from master.node import MasterNode
 from secondary.app import make_app as make_secondary_app
 from secondary.config import SecondaryConfig
 from secondary.node import SecondaryNode
+from support import masters
 
 TOKEN = "s3cret-Token_value"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
@@ -39,13 +38,7 @@ BAD_HEADERS = [
 
 
 def open_master(token: str | None = TOKEN) -> MasterNode:
-    node = MasterNode(MasterConfig(secondaries=2, cluster_token=token))
-    node.log.adopt([], epoch=1)
-    for name in ("s1", "s2"):
-        node.log.register(name, f"http://{name}", 0, now=time.monotonic())
-        node.log.stream_opened(name, 0, now=time.monotonic())
-    node.log.update_health(time.monotonic())
-    return node
+    return masters.open_master(cluster_token=token)
 
 
 def master_state(node: MasterNode) -> tuple:

@@ -21,16 +21,11 @@ from core import ReadOnly, WriteRequest
 from master.app import make_app, make_server
 from master.config import MasterConfig
 from master.node import MasterNode, WriteConcernTimeout
+from support import masters
 
 
 def open_master(**config) -> MasterNode:
-    node = MasterNode(MasterConfig(secondaries=2, max_body_bytes=1000, **config))
-    node.log.adopt([], epoch=1)
-    for name in ("s1", "s2"):
-        node.log.register(name, f"http://{name}", 0, now=time.monotonic())
-        node.log.stream_opened(name, 0, now=time.monotonic())
-    node.log.update_health(time.monotonic())
-    return node
+    return masters.open_master(max_body_bytes=1000, **config)
 
 
 @pytest.fixture

@@ -12,11 +12,10 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from support import http
-from support.cluster import Cluster, Node
+from support.cluster import FAST_DETECTION, Cluster, Node
 from support.waiting import wait_until
 
 TOKEN = "integration-token-0123456789"
-FAST_DETECTION = ["--heartbeat-interval", "0.1", "--suspect-after", "0.3", "--unhealthy-after", "1"]
 
 
 def events(node: Node, name: str) -> list[dict]:

@@ -6,9 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from support.cluster import FAST_DETECTION
 from support.waiting import wait_until
-
-FAST_DETECTION = ["--heartbeat-interval", "0.1", "--suspect-after", "0.3", "--unhealthy-after", "1"]
 
 
 def status_of(cluster, name: str) -> str | None:

@@ -9,10 +9,8 @@ import signal
 
 from chaos.cluster import free_port
 from support import http
-from support.cluster import BIN, Cluster, Node
+from support.cluster import BIN, FAST_DETECTION, Cluster, Node
 from support.waiting import wait_until
-
-FAST_DETECTION = ["--heartbeat-interval", "0.1", "--suspect-after", "0.3", "--unhealthy-after", "1"]
 
 
 def events(node: Node, name: str) -> list[dict]:

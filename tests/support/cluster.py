@@ -19,6 +19,8 @@ from support import http
 from support.waiting import wait_until
 
 BIN = Path(sys.executable).parent
+# Master flags that detect a silent secondary within a second.
+FAST_DETECTION = ["--heartbeat-interval", "0.1", "--suspect-after", "0.3", "--unhealthy-after", "1"]
 # Each test cluster gets its own 127.0.0.x address so clusters never collide.
 _hosts = itertools.cycle(range(10, 250))
 
