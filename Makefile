@@ -57,4 +57,4 @@ SEED ?= 1
 CHAOS_ARGS ?=
 .PHONY: chaos
 chaos: install-test
-	$(BIN)/replog-chaos --duration $(DURATION) --seed $(SEED) $(CHAOS_ARGS)
+	$(BIN)/python -m tools.chaos --duration $(DURATION) --seed $(SEED) $(CHAOS_ARGS)

@@ -32,6 +32,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     # The same event loop as the nodes (uvloop when installed), for a fair ceiling.
-    from common import loop
+    from replog.common import loop
 
     loop.run(main())

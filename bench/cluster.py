@@ -21,7 +21,7 @@ from urllib.request import Request, urlopen
 
 import orjson
 
-from chaos.cluster import free_port as chaos_free_port
+from tools.chaos.cluster import free_port as chaos_free_port
 
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.5"

@@ -213,10 +213,10 @@ def through_api(workdir: Path, messages: int, repeat: int) -> dict:
 def write_one_entry_records(data_dir: Path, messages: int, prefix: str) -> float:
     """A master's data directory whose log has one record per entry; returns seconds taken."""
     # Imported here: the rest of the benchmark only talks to the nodes over HTTP.
-    from core.entry import Entry
-    from storage.files import OsFileSystem
-    from storage.node_store import LOG_DIR, open_store
-    from storage.segments import SegmentLog
+    from replog.core.entry import Entry
+    from replog.storage.files import OsFileSystem
+    from replog.storage.node_store import LOG_DIR, open_store
+    from replog.storage.segments import SegmentLog
 
     started = time.perf_counter()
     store = open_store(data_dir=data_dir, node="master", role="master", fsync="never")

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import DATA_ROOT, EnvArgumentParser, non_negative_float, port
-from common.logs import LOG_FORMATS
+from replog.common.config import DATA_ROOT, EnvArgumentParser, non_negative_float, port
+from replog.common.logs import LOG_FORMATS
 
 STOP_GRACE_SECONDS = 5.0
 
@@ -34,14 +34,23 @@ def cluster_specs(host: str, base_port: int, slow_delay: float, log_format: str)
     return [
         NodeSpec(
             "master",
-            [python, "-m", "master", *common, "--port", str(base_port), "--secondaries", "2"],
+            [
+                python,
+                "-m",
+                "replog.master",
+                *common,
+                "--port",
+                str(base_port),
+                "--secondaries",
+                "2",
+            ],
         ),
         NodeSpec(
             "secondary",
             [
                 python,
                 "-m",
-                "secondary",
+                "replog.secondary",
                 *common,
                 "--port",
                 str(base_port + 1),
@@ -58,7 +67,7 @@ def cluster_specs(host: str, base_port: int, slow_delay: float, log_format: str)
             [
                 python,
                 "-m",
-                "secondary",
+                "replog.secondary",
                 *common,
                 "--port",
                 str(base_port + 2),

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.logs import LOG_FORMATS
-from common.security import TlsConfig
-from storage.node_store import FSYNC_MODES
-from storage.segments import DEFAULT_SEGMENT_BYTES
+from replog.common.logs import LOG_FORMATS
+from replog.common.security import TlsConfig
+from replog.storage.node_store import FSYNC_MODES
+from replog.storage.segments import DEFAULT_SEGMENT_BYTES
 
 
 class EnvArgumentParser(argparse.ArgumentParser):

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import orjson
 
-from common import wire
-from core.write_request import ID_INT_MAX, ID_INT_MIN, MAJORITY, MAX_BATCH
+from replog.common import wire
+from replog.core.write_request import ID_INT_MAX, ID_INT_MIN, MAJORITY, MAX_BATCH
 
 Role = Literal["master", "secondary"]
 Schema = dict[str, Any]

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from common.signals import STOP_SIGNALS, StopRequested
+from replog.common.signals import STOP_SIGNALS, StopRequested
 
 # A stop is bounded: the process must be gone within 2 s of the signal.
 STOP_TIMEOUT_SECONDS = 1.5

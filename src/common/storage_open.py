@@ -8,9 +8,9 @@ from typing import NoReturn
 
 import structlog
 
-from common.config import StorageConfig
-from storage.node_store import NodeStore, StoreError, open_store
-from storage.segments import CorruptLog
+from replog.common.config import StorageConfig
+from replog.storage.node_store import NodeStore, StoreError, open_store
+from replog.storage.segments import CorruptLog
 
 log = structlog.get_logger("replog.storage")
 

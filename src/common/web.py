@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import orjson
 import tornado.web
 
-from common.security import unauthorized_reason
-from core import RequestError
+from replog.common.security import unauthorized_reason
+from replog.core import RequestError
 
 JSON_TYPE = "application/json"
 # ASCII digits only (str.isdigit also accepts "²"), and few enough for int().

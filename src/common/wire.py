@@ -55,10 +55,10 @@ from typing import Any
 
 import orjson
 
-from core import limits
-from core.entry import Entry, wire_bytes
-from core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_EPOCH_RUNS
-from core.write_request import is_client_id
+from replog.core import limits
+from replog.core.entry import Entry, wire_bytes
+from replog.core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_EPOCH_RUNS
+from replog.core.write_request import is_client_id
 
 REPLICATION_PATH = "/replication"
 # A secondary's log with epochs, for a restarting master: GET ?from=&limit=.

@@ -1,9 +1,9 @@
 """replog's pure replication core: no I/O, no Tornado. Tests drive it with events."""
 
-from core.entry import ClientId, Entry
-from core.follower_log import ApplyResult, FollowerLog
-from core.health import HEALTHY, SUSPECTED, UNHEALTHY, HealthPolicy
-from core.recovery import (
+from replog.core.entry import ClientId, Entry
+from replog.core.follower_log import ApplyResult, FollowerLog
+from replog.core.health import HEALTHY, SUSPECTED, UNHEALTHY, HealthPolicy
+from replog.core.recovery import (
     LENIENT,
     OPEN,
     STRICT,
@@ -14,7 +14,7 @@ from core.recovery import (
     other_cluster,
     start_mode,
 )
-from core.replication_log import (
+from replog.core.replication_log import (
     APPEND_FRAME_BYTES,
     MASTER,
     AckBeyondSent,
@@ -29,7 +29,7 @@ from core.replication_log import (
     SecondaryProgress,
     StatusChange,
 )
-from core.write_request import (
+from replog.core.write_request import (
     MAJORITY,
     RequestError,
     WriteItem,

@@ -37,8 +37,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from core.entry import Entry
-from core.limits import MAX_AHEAD, MAX_BATCH_BYTES, MAX_INFLIGHT_BATCHES
+from replog.core.entry import Entry
+from replog.core.limits import MAX_AHEAD, MAX_BATCH_BYTES, MAX_INFLIGHT_BATCHES
 
 
 @dataclass(slots=True)

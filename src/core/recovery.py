@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.write_request import majority
+from replog.core.write_request import majority
 
 
 @dataclass(frozen=True, slots=True)

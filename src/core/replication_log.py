@@ -31,10 +31,10 @@ from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
-from core.entry import ClientId, Entry, json_string_bytes, json_value_bytes
-from core.health import SUSPECTED, UNHEALTHY, HealthPolicy
-from core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT_BATCHES
-from core.write_request import WriteItem, majority
+from replog.core.entry import ClientId, Entry, json_string_bytes, json_value_bytes
+from replog.core.health import SUSPECTED, UNHEALTHY, HealthPolicy
+from replog.core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT_BATCHES
+from replog.core.write_request import WriteItem, majority
 
 MASTER = "master"
 # `{"type":"append","entries":[]}`: the bytes of an append frame around its entries.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from core.entry import ClientId
+from replog.core.entry import ClientId
 
 MAJORITY = "majority"
 # Integer ids must survive a round trip through every JSON library we use.

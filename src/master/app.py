@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import tornado.web
 
-from common.http_server import JsonHTTPServer
-from common.openapi import OPENAPI_ROUTE, document_bytes
-from common.web import NotFoundHandler, OpenApiHandler
-from master.handlers import HealthHandler, LogHandler, RegisterHandler, SecondaryHandler
-from master.node import MasterNode
+from replog.common.http_server import JsonHTTPServer
+from replog.common.openapi import OPENAPI_ROUTE, document_bytes
+from replog.common.web import NotFoundHandler, OpenApiHandler
+from replog.master.handlers import HealthHandler, LogHandler, RegisterHandler, SecondaryHandler
+from replog.master.node import MasterNode
 
 
 def make_app(node: MasterNode) -> tornado.web.Application:

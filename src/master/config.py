@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from common import wire
-from common.config import (
+from replog.common import wire
+from replog.common.config import (
     EnvArgumentParser,
     HttpTimeouts,
     StorageConfig,
@@ -23,7 +23,7 @@ from common.config import (
     storage_config,
     tls_config,
 )
-from common.security import TlsConfig
+from replog.common.security import TlsConfig
 
 DEFAULT_MAX_BODY_BYTES = wire.DEFAULT_MAX_ENTRY_BYTES
 # An entry travels in one replication frame, which secondaries bound (common.wire).

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from common import wire
-from common.urls import is_node_url
-from common.web import JsonHandler, decode_json_body, parse_paging, render_messages
-from core import (
+from replog.common import wire
+from replog.common.urls import is_node_url
+from replog.common.web import JsonHandler, decode_json_body, parse_paging, render_messages
+from replog.core import (
     IdConflict,
     LogReport,
     MemberConflict,
@@ -16,8 +16,8 @@ from core import (
     RequestError,
     parse_write,
 )
-from core.write_request import show
-from master.node import ClusterMismatch, MasterNode, WriteConcernTimeout
+from replog.core.write_request import show
+from replog.master.node import ClusterMismatch, MasterNode, WriteConcernTimeout
 
 
 class LogHandler(JsonHandler):

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from common.loop import cancel_and_wait
-from common.security import PeerClient
-from common.wire import Hello
-from core import (
+from replog.common.loop import cancel_and_wait
+from replog.common.security import PeerClient
+from replog.common.wire import Hello
+from replog.core import (
     LENIENT,
     MASTER,
     OPEN,
@@ -40,12 +40,12 @@ from core import (
     other_cluster,
     start_mode,
 )
-from core.limits import MAX_ADOPTED_EPOCH
-from master.config import MasterConfig
-from master.recovery_fetch import FetchError, check_fetched, fetch_log
-from master.replicator import SecondaryLink
-from storage.node_store import NodeStore, StoreError, open_store
-from storage.segments import gc_paused
+from replog.core.limits import MAX_ADOPTED_EPOCH
+from replog.master.config import MasterConfig
+from replog.master.recovery_fetch import FetchError, check_fetched, fetch_log
+from replog.master.replicator import SecondaryLink
+from replog.storage.node_store import NodeStore, StoreError, open_store
+from replog.storage.segments import gc_paused
 
 log = structlog.get_logger("replog.master")
 

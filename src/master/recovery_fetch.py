@@ -8,11 +8,11 @@ import orjson
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.httputil import HTTPInputError
 
-from common import wire
-from common.loop import left_alone_if_cancelled
-from common.security import PeerClient
-from core import LogReport
-from core.entry import Entry
+from replog.common import wire
+from replog.common.loop import left_alone_if_cancelled
+from replog.common.security import PeerClient
+from replog.core import LogReport
+from replog.core.entry import Entry
 
 PAGE = 10_000
 

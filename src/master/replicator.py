@@ -23,15 +23,15 @@ from tornado.httpclient import HTTPClientError
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-from common import wire
-from common.backoff import Backoff
-from common.loop import cancel_and_wait
-from common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, TOO_BIG, FrameLimit
-from core import UNHEALTHY, AckBeyondSent
+from replog.common import wire
+from replog.common.backoff import Backoff
+from replog.common.loop import cancel_and_wait
+from replog.common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, TOO_BIG, FrameLimit
+from replog.core import UNHEALTHY, AckBeyondSent
 
 if TYPE_CHECKING:
-    from master.config import MasterConfig
-    from master.node import MasterNode
+    from replog.master.config import MasterConfig
+    from replog.master.node import MasterNode
 
 log = structlog.get_logger("replog.master")
 

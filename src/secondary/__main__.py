@@ -3,7 +3,7 @@
 # ruff: noqa: E402  (signals are caught before the slow imports below)
 from __future__ import annotations
 
-from common.signals import STOP_SIGNALS
+from replog.common.signals import STOP_SIGNALS
 
 # First thing: from here on SIGINT/SIGTERM stop the process cleanly (common.signals).
 STOP_SIGNALS.install()
@@ -13,16 +13,16 @@ from collections.abc import Sequence
 
 import structlog
 
-from common import loop
-from common.logs import configure_logging
-from common.process import ListenError, listen, serve_until_signalled, starting
-from common.security import log_auth_mode
-from common.storage_open import open_node_store, refuse
-from secondary.app import make_server
-from secondary.config import SecondaryConfig, parse_config
-from secondary.node import SecondaryNode
-from secondary.registrar import Registrar
-from storage.node_store import StoreError
+from replog.common import loop
+from replog.common.logs import configure_logging
+from replog.common.process import ListenError, listen, serve_until_signalled, starting
+from replog.common.security import log_auth_mode
+from replog.common.storage_open import open_node_store, refuse
+from replog.secondary.app import make_server
+from replog.secondary.config import SecondaryConfig, parse_config
+from replog.secondary.node import SecondaryNode
+from replog.secondary.registrar import Registrar
+from replog.storage.node_store import StoreError
 
 PROG = "replog-secondary"
 

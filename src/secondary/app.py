@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import tornado.web
 
-from common import wire
-from common.http_server import JsonHTTPServer
-from common.openapi import OPENAPI_ROUTE, document_bytes
-from common.web import NotFoundHandler, OpenApiHandler
-from secondary.handlers import HealthHandler, LogExportHandler, LogHandler, ReplicationHandler
-from secondary.node import SecondaryNode
+from replog.common import wire
+from replog.common.http_server import JsonHTTPServer
+from replog.common.openapi import OPENAPI_ROUTE, document_bytes
+from replog.common.web import NotFoundHandler, OpenApiHandler
+from replog.secondary.handlers import (
+    HealthHandler,
+    LogExportHandler,
+    LogHandler,
+    ReplicationHandler,
+)
+from replog.secondary.node import SecondaryNode
 
 # A secondary takes no request bodies (its WebSocket frames have their own bound,
 # from --max-entry-bytes: see common.wire). A write sent here by mistake, up to the master's default

@@ -6,8 +6,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from common import wire
-from common.config import (
+from replog.common import wire
+from replog.common.config import (
     EnvArgumentParser,
     HttpTimeouts,
     StorageConfig,
@@ -23,8 +23,8 @@ from common.config import (
     storage_config,
     tls_config,
 )
-from common.security import TlsConfig
-from common.urls import node_url
+from replog.common.security import TlsConfig
+from replog.common.urls import node_url
 
 
 @dataclass(frozen=True)

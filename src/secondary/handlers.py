@@ -9,12 +9,12 @@ import orjson
 import structlog
 import tornado.websocket
 
-from common import wire
-from common.security import unauthorized_reason
-from common.web import DIGITS, JSON_TYPE, JsonHandler, parse_paging, render_messages
-from common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, FrameLimit
-from core.limits import MAX_INFLIGHT_BATCHES
-from secondary.node import SecondaryNode
+from replog.common import wire
+from replog.common.security import unauthorized_reason
+from replog.common.web import DIGITS, JSON_TYPE, JsonHandler, parse_paging, render_messages
+from replog.common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, FrameLimit
+from replog.core.limits import MAX_INFLIGHT_BATCHES
+from replog.secondary.node import SecondaryNode
 
 log = structlog.get_logger("replog.secondary")
 

@@ -9,11 +9,11 @@ from typing import Protocol
 
 import structlog
 
-from core import ApplyResult, Entry, FollowerLog, other_cluster
-from core.limits import MAX_EPOCH_RUNS, MAX_INFLIGHT_BATCHES
-from secondary.config import SecondaryConfig
-from storage.node_store import NodeStore, StoreError, open_store
-from storage.segments import gc_paused
+from replog.core import ApplyResult, Entry, FollowerLog, other_cluster
+from replog.core.limits import MAX_EPOCH_RUNS, MAX_INFLIGHT_BATCHES
+from replog.secondary.config import SecondaryConfig
+from replog.storage.node_store import NodeStore, StoreError, open_store
+from replog.storage.segments import gc_paused
 
 log = structlog.get_logger("replog.secondary")
 

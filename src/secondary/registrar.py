@@ -16,10 +16,10 @@ import orjson
 import structlog
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from common.backoff import Backoff
-from common.loop import cancel_and_wait, left_alone_if_cancelled
-from common.security import PeerClient
-from secondary.node import SecondaryNode
+from replog.common.backoff import Backoff
+from replog.common.loop import cancel_and_wait, left_alone_if_cancelled
+from replog.common.security import PeerClient
+from replog.secondary.node import SecondaryNode
 
 log = structlog.get_logger("replog.secondary")
 

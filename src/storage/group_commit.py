@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from storage.segments import SegmentLog
+from replog.storage.segments import SegmentLog
 
 
 class SyncStats:

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import orjson
 
-from core.entry import Entry
-from storage.files import FileSystem, OsFileSystem
-from storage.group_commit import GroupCommit
-from storage.segments import DEFAULT_SEGMENT_BYTES, Replay, SegmentLog
+from replog.core.entry import Entry
+from replog.storage.files import FileSystem, OsFileSystem
+from replog.storage.group_commit import GroupCommit
+from replog.storage.segments import DEFAULT_SEGMENT_BYTES, Replay, SegmentLog
 
 FSYNC_MODES = ("always", "never")
 IDENTITY = "identity.json"

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import orjson
 
-from core.entry import Entry
-from storage.files import AppendFile, FileSystem
+from replog.core.entry import Entry
+from replog.storage.files import AppendFile, FileSystem
 
 HEADER = struct.Struct("<II")
 SUFFIX = ".seg"

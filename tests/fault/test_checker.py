@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chaos import checker
-from chaos.clients import ranges
+from tools.chaos import checker
+from tools.chaos.clients import ranges
 
 NODES = ["master", "s1", "s2"]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from chaos import netns
-from chaos.campaign import Campaign, CampaignConfig
-from chaos.checker import format_summary
 from support.waiting import wait_until
+from tools.chaos import netns
+from tools.chaos.campaign import Campaign, CampaignConfig
+from tools.chaos.checker import format_summary
 
 # Where a failed test's files (node logs, records, final logs, report) are copied:
 # pytest removes old tmp dirs, and these are the evidence.

@@ -43,10 +43,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from chaos.cluster import free_port
-from common.urls import is_node_url
+from replog.common.urls import is_node_url
 from support.cluster import Cluster, Node
 from support.waiting import wait_until
+from tools.chaos.cluster import free_port
 
 pytestmark = pytest.mark.timeout(300)
 

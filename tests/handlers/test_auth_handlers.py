@@ -15,14 +15,14 @@ from structlog.testing import capture_logs
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from common.security import MISSING, WRONG, check_bearer
-from common.web import JsonHandler
-from core import Entry
-from master.app import make_app as make_master_app
-from master.node import MasterNode
-from secondary.app import make_app as make_secondary_app
-from secondary.config import SecondaryConfig
-from secondary.node import SecondaryNode
+from replog.common.security import MISSING, WRONG, check_bearer
+from replog.common.web import JsonHandler
+from replog.core import Entry
+from replog.master.app import make_app as make_master_app
+from replog.master.node import MasterNode
+from replog.secondary.app import make_app as make_secondary_app
+from replog.secondary.config import SecondaryConfig
+from replog.secondary.node import SecondaryNode
 from support import masters
 
 TOKEN = "s3cret-Token_value"

@@ -15,12 +15,12 @@ import pytest
 import tornado.httpserver
 import tornado.testing
 
-from common.security import TlsConfig
-from common.urls import is_node_url
-from core import ReadOnly, WriteRequest
-from master.app import make_app, make_server
-from master.config import MasterConfig
-from master.node import MasterNode, WriteConcernTimeout
+from replog.common.security import TlsConfig
+from replog.common.urls import is_node_url
+from replog.core import ReadOnly, WriteRequest
+from replog.master.app import make_app, make_server
+from replog.master.config import MasterConfig
+from replog.master.node import MasterNode, WriteConcernTimeout
 from support import masters
 
 
@@ -427,7 +427,7 @@ async def test_a_master_that_verifies_its_peers_refuses_plain_http_secondaries(
 
 
 def test_a_secondary_that_verifies_its_master_needs_an_https_master():
-    from secondary.config import parse_config
+    from replog.secondary.config import parse_config
 
     argv = ["--master", "http://127.0.0.2:5000", "--id", "s1", "--tls-ca", __file__]
     with pytest.raises(SystemExit) as exited:

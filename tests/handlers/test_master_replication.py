@@ -17,15 +17,15 @@ import tornado.websocket
 from structlog.testing import capture_logs
 from tornado.testing import bind_unused_port
 
-from common import wire
-from common.config import StorageConfig
-from common.security import PeerClient, TlsConfig
-from core import LogReport
-from master.app import make_app
-from master.config import MasterConfig
-from master.node import MasterNode
-from master.recovery_fetch import PAGE, FetchError, fetch_log
-from storage.node_store import open_store
+from replog.common import wire
+from replog.common.config import StorageConfig
+from replog.common.security import PeerClient, TlsConfig
+from replog.core import LogReport
+from replog.master.app import make_app
+from replog.master.config import MasterConfig
+from replog.master.node import MasterNode
+from replog.master.recovery_fetch import PAGE, FetchError, fetch_log
+from replog.storage.node_store import open_store
 from support.waiting import async_wait_until
 
 

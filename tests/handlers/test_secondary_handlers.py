@@ -8,12 +8,12 @@ import pytest
 from structlog.testing import capture_logs
 from tornado.websocket import websocket_connect
 
-from common import wire
-from core import Entry
-from core.limits import MAX_INFLIGHT_BATCHES
-from secondary.app import make_app
-from secondary.config import SecondaryConfig
-from secondary.node import SecondaryNode
+from replog.common import wire
+from replog.core import Entry
+from replog.core.limits import MAX_INFLIGHT_BATCHES
+from replog.secondary.app import make_app
+from replog.secondary.config import SecondaryConfig
+from replog.secondary.node import SecondaryNode
 from support.waiting import async_wait_until
 
 

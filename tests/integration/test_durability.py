@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.segments import HEADER
+from replog.storage.segments import HEADER
 from support import http
 from support.cluster import Cluster, Node
 from support.waiting import wait_until

@@ -7,10 +7,10 @@ import stat
 import subprocess
 from pathlib import Path
 
-from chaos.cluster import free_port
 from support import http
 from support.cluster import BIN, next_host
 from support.waiting import wait_until
+from tools.chaos.cluster import free_port
 
 
 def start_up(cwd: Path, host: str, port: int, *extra: str) -> subprocess.Popen:

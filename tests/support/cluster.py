@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chaos.cluster import first_bindable, free_port
 from support import http
 from support.waiting import wait_until
+from tools.chaos.cluster import first_bindable, free_port
 
 BIN = Path(sys.executable).parent
 # Master flags that detect a silent secondary within a second.

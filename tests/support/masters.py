@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from master.config import MasterConfig
-from master.node import MasterNode
+from replog.master.config import MasterConfig
+from replog.master.node import MasterNode
 
 
 def open_master(secondaries: tuple[str, ...] = ("s1", "s2"), **config: Any) -> MasterNode:

@@ -2,10 +2,10 @@
 
 import pytest
 
-from common import wire
-from master.config import MAX_BODY_BYTES_LIMIT
-from master.config import parse_config as parse_master
-from secondary.config import parse_config as parse_secondary
+from replog.common import wire
+from replog.master.config import MAX_BODY_BYTES_LIMIT
+from replog.master.config import parse_config as parse_master
+from replog.secondary.config import parse_config as parse_secondary
 
 BASE = ["--master", "http://127.0.0.2:5000", "--id", "s1"]
 

@@ -2,7 +2,7 @@
 
 import tracemalloc
 
-from core import Entry, FollowerLog
+from replog.core import Entry, FollowerLog
 
 
 def e(seq, message=None, epoch=1, id=None):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from core.entry import Entry
-from storage.node_store import DiskStore, open_store
+from replog.core.entry import Entry
+from replog.storage.node_store import DiskStore, open_store
 from support.lossy_fs import LossyFileSystem
 
 DATA = Path("/node/data")

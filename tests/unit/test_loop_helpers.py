@@ -9,7 +9,7 @@ import logging
 import pytest
 from tornado.concurrent import future_set_exception_unless_cancelled
 
-from common.loop import cancel_and_wait, left_alone_if_cancelled
+from replog.common.loop import cancel_and_wait, left_alone_if_cancelled
 
 
 def test_a_fetch_that_fails_after_its_waiter_was_cancelled_logs_nothing(caplog):

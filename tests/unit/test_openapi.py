@@ -12,11 +12,11 @@ import tornado.web
 import tornado.websocket
 from openapi_spec_validator import validate
 
-from common.openapi import OPENAPI_PATH, document, document_bytes
-from master.app import make_app as make_master_app
-from master.config import MasterConfig
-from secondary.app import make_app as make_secondary_app
-from secondary.config import SecondaryConfig
+from replog.common.openapi import OPENAPI_PATH, document, document_bytes
+from replog.master.app import make_app as make_master_app
+from replog.master.config import MasterConfig
+from replog.secondary.app import make_app as make_secondary_app
+from replog.secondary.config import SecondaryConfig
 
 ROLES = ("master", "secondary")
 METHODS = [m.lower() for m in tornado.web.RequestHandler.SUPPORTED_METHODS]

@@ -1,6 +1,6 @@
 """Start-up recovery rules of a restarted master (core.recovery)."""
 
-from core import (
+from replog.core import (
     LENIENT,
     OPEN,
     STRICT,
@@ -86,8 +86,8 @@ def test_new_epoch_is_above_any_stream_epoch_a_secondary_accepted():
 def test_a_fetched_log_must_still_be_the_reported_one():
     import pytest
 
-    from core import Entry
-    from master.recovery_fetch import FetchError, check_fetched
+    from replog.core import Entry
+    from replog.master.recovery_fetch import FetchError, check_fetched
 
     reported = LogReport("s1", "http://s1", 2, 5, 5)
     check_fetched([Entry(1, 4, None, "a"), Entry(2, 5, None, "b")], reported)

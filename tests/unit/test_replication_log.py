@@ -2,8 +2,8 @@
 
 import pytest
 
-from common import wire
-from core import (
+from replog.common import wire
+from replog.core import (
     HEALTHY,
     MASTER,
     SUSPECTED,

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from common.config import StorageConfig
-from core import LogReport
-from core.entry import Entry
-from master.config import MasterConfig
-from master.node import MasterNode
-from secondary.config import SecondaryConfig
-from secondary.node import SecondaryNode
-from storage.node_store import StoreError, open_store
+from replog.common.config import StorageConfig
+from replog.core import LogReport
+from replog.core.entry import Entry
+from replog.master.config import MasterConfig
+from replog.master.node import MasterNode
+from replog.secondary.config import SecondaryConfig
+from replog.secondary.node import SecondaryNode
+from replog.storage.node_store import StoreError, open_store
 from support.lossy_fs import LossyFileSystem
 
 MASTER_DIR = Path("/node/master")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from master.config import parse_config as parse_master
-from secondary.config import parse_config as parse_secondary
+from replog.master.config import parse_config as parse_master
+from replog.secondary.config import parse_config as parse_secondary
 
 SECONDARY = ["--master", "https://127.0.0.2:5000", "--id", "s1", "--host", "127.0.0.3"]
 ENV = (

@@ -15,9 +15,9 @@ import pytest
 
 PRELUDE = """
 import asyncio, os, signal, sys, threading, time
-from common.logs import configure_logging
-from common.process import serve_until_signalled, starting
-from common.signals import STOP_SIGNALS
+from replog.common.logs import configure_logging
+from replog.common.process import serve_until_signalled, starting
+from replog.common.signals import STOP_SIGNALS
 STOP_SIGNALS.install()
 configure_logging("json", node="t")
 """
@@ -83,7 +83,7 @@ async def stop():
     await asyncio.sleep(0.1)
     print("stop done", flush=True)
 
-from common import loop
+from replog.common import loop
 loop.run(serve_until_signalled(start, stop))
 os.kill(os.getpid(), signal.SIGTERM)  # after the loop closed: ignored too
 time.sleep(0.1)

@@ -15,10 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from core.entry import Entry
-from storage.files import OsFileSystem
-from storage.node_store import IDENTITY, StoreError, open_store
-from storage.segments import HEADER, CorruptLog, SegmentLog, encode, segment_name
+from replog.core.entry import Entry
+from replog.storage.files import OsFileSystem
+from replog.storage.node_store import IDENTITY, StoreError, open_store
+from replog.storage.segments import HEADER, CorruptLog, SegmentLog, encode, segment_name
 from support.lossy_fs import LossyFileSystem
 
 ODD_MESSAGES = [

@@ -3,10 +3,10 @@
 import orjson
 import pytest
 
-from common import wire
-from core import APPEND_FRAME_BYTES, Entry
-from core.entry import json_string_bytes, wire_bytes
-from core.limits import MAX_BATCH_ENTRIES, MAX_EPOCH_RUNS
+from replog.common import wire
+from replog.core import APPEND_FRAME_BYTES, Entry
+from replog.core.entry import json_string_bytes, wire_bytes
+from replog.core.limits import MAX_BATCH_ENTRIES, MAX_EPOCH_RUNS
 
 
 def test_well_formed_entries_decode():

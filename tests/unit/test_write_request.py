@@ -2,7 +2,7 @@
 
 import pytest
 
-from core import RequestError, parse_write, resolve_w
+from replog.core import RequestError, parse_write, resolve_w
 
 
 def test_defaults_to_all_nodes():

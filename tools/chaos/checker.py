@@ -3,7 +3,7 @@
 Pure functions, no I/O except in `main`. Standalone on the files a campaign
 leaves behind:
 
-    python -m chaos.checker <workdir>/results.jsonl <workdir>/logs.json [<workdir>]
+    python -m tools.chaos.checker <workdir>/results.jsonl <workdir>/logs.json [<workdir>]
 
 `results.jsonl` holds the records described in `chaos.clients` (plus `meta`
 and `fault` records); `logs.json` maps each node name to the `messages` list
@@ -68,7 +68,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chaos.clients import ranges
+from tools.chaos.clients import ranges
 
 # No HTTP answer and nothing sent: the write cannot have been appended by this attempt.
 NOT_SENT = frozenset({"refused", "connect_timeout", "connect_error"})
@@ -574,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (2, 3) or args[0] in ("-h", "--help"):
         print(
-            "usage: python -m chaos.checker results.jsonl logs.json [node-log-dir]\n"
+            "usage: python -m tools.chaos.checker results.jsonl logs.json [node-log-dir]\n"
             "  node-log-dir: where <node>.log files are, for the ack_unheld check",
             file=sys.stderr,
         )

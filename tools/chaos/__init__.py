@@ -9,5 +9,6 @@ clients saw and what every node holds and lists every broken promise.
 - `checker`: pure functions from records and final logs to violations.
 - `campaign`: a seeded, bounded fault schedule driving all of the above.
 
-Run it with `replog-chaos` (or `make chaos`). Nothing here imports the tests.
+Run it with `make chaos` (or `python -m tools.chaos` from the repository root).
+Nothing here imports the tests.
 """

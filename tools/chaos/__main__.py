@@ -1,12 +1,12 @@
 """`replog-chaos`: a randomized fault campaign against a real cluster, then the checker.
 
-    replog-chaos --duration 300 --seed 7 [--mode auto|netns|loopback] [--master-faults]
+    python -m tools.chaos --duration 300 --seed 7 [--mode auto|netns|loopback] [--master-faults]
 
 Prints the checker's summary and exits 1 if it found any violation (2 if the
 cluster could not be set up). Everything the run produced (node logs,
 results.jsonl, logs.json, report.json) stays in --workdir, so
 
-    python -m chaos.checker <workdir>/results.jsonl <workdir>/logs.json <workdir>
+    python -m tools.chaos.checker <workdir>/results.jsonl <workdir>/logs.json <workdir>
 
 checks it again. SIGINT or SIGTERM stops the run cleanly (nodes stopped,
 namespaces removed); namespaces left by a run that was SIGKILLed are removed
@@ -22,8 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chaos.campaign import ALL_KINDS, MASTER_KINDS, Campaign, CampaignConfig
-from chaos.checker import format_summary
+from tools.chaos.campaign import ALL_KINDS, MASTER_KINDS, Campaign, CampaignConfig
+from tools.chaos.checker import format_summary
 
 
 def positive_float(raw: str) -> float:
@@ -43,7 +43,7 @@ def kinds(raw: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="replog-chaos",
+        prog="python -m tools.chaos",
         description="Run a replog cluster under concurrent writes with mixed write concerns, "
         "inject faults on a seeded random schedule, heal, and check consistency.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -103,17 +103,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         campaign = Campaign(config)
     except RuntimeError as exc:
-        print(f"replog-chaos: {exc}", file=sys.stderr)
+        print(f"chaos: {exc}", file=sys.stderr)
         sys.exit(2)
     print(
-        f"replog-chaos: seed {config.seed}, {config.duration:g}s of faults, mode {campaign.mode} "
+        f"chaos: seed {config.seed}, {config.duration:g}s of faults, mode {campaign.mode} "
         f"({campaign.mode_reason}), faults {campaign.kinds()}, workdir {campaign.workdir}",
         flush=True,
     )
     try:
         outcome = campaign.run()
     except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"replog-chaos: the run failed: {exc}; see {campaign.workdir}", file=sys.stderr)
+        print(f"chaos: the run failed: {exc}; see {campaign.workdir}", file=sys.stderr)
         sys.exit(2)
     if args.json:
         print(json.dumps(outcome.report.to_json(), indent=1, default=str))

@@ -33,8 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chaos import httpc
-from chaos.netns import ROOT, Topology
+from tools.chaos import httpc
+from tools.chaos.netns import ROOT, Topology
 
 BIN = Path(sys.executable).parent
 MASTER = "master"
@@ -200,7 +200,7 @@ class Cluster:
 
     def _master_argv(self, host: str, port: int) -> list[str]:
         return [
-            *script("replog-master", "master"),
+            *script("replog-master", "replog.master"),
             *("--host", host, "--port", str(port), "--secondaries", str(self.secondaries)),
             *("--retry-max", str(self.retry_max), "--log-format", "json"),
             *("--data-dir", str(self.data_dir(MASTER))),
@@ -208,7 +208,7 @@ class Cluster:
 
     def _secondary_argv(self, name: str, host: str, port: int, master: str, adv: str) -> list[str]:
         return [
-            *script("replog-secondary", "secondary"),
+            *script("replog-secondary", "replog.secondary"),
             *("--host", host, "--port", str(port), "--master", master, "--id", name),
             *("--advertise", adv, "--delay", str(self.secondary_delay)),
             *("--retry-max", str(self.retry_max), "--log-format", "json"),

@@ -50,10 +50,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chaos import httpc, netns
-from chaos.checker import Report, check, load_node_events
-from chaos.clients import Recorder, Samplers, Writers
-from chaos.cluster import MASTER, Cluster, FaultUnsupported
+from tools.chaos import httpc, netns
+from tools.chaos.checker import Report, check, load_node_events
+from tools.chaos.clients import Recorder, Samplers, Writers
+from tools.chaos.cluster import MASTER, Cluster, FaultUnsupported
 
 PROCESS_KINDS = {"kill", "wipe", "pause", "kill_master", "pause_master", "kill_all"}
 NETWORK_KINDS = {"cut", "isolate", "partition_master"}

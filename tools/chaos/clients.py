@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from chaos import httpc
+from tools.chaos import httpc
 
 W_CHOICES: tuple[int | str, ...] = (1, 2, 3, "majority")
 
