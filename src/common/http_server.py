@@ -109,10 +109,9 @@ class JsonHTTPServer(tornado.httpserver.HTTPServer):
     answering transport errors in JSON. `limit_hint` follows the 413's byte count
     (e.g. " (--max-body-bytes)")."""
 
-    def initialize(  # type: ignore[override]
-        self, request_callback: Any, *, limit_hint: str = "", **kwargs: Any
-    ) -> None:
-        super().initialize(request_callback, **kwargs)
+    def initialize(self, *args: Any, limit_hint: str = "", **kwargs: Any) -> None:
+        # HTTPServer's own arguments pass through untouched; only limit_hint is ours.
+        super().initialize(*args, **kwargs)
         self.limit_hint = limit_hint
         self._refusals: set[asyncio.Task[None]] = set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from types import TracebackType
 from typing import Any, ClassVar
 
 import orjson
@@ -35,7 +36,7 @@ def render_messages(page: list[dict]) -> bytes:
 
 def parse_paging(handler: tornado.web.RequestHandler) -> tuple[int, int | None]:
     """`?from=<seq>&limit=<n>` for `GET /`: both optional, both positive integers."""
-    values = []
+    values: list[int | None] = []
     for name in ("from", "limit"):
         try:
             raw = handler.get_query_argument(name, None)
@@ -98,7 +99,12 @@ class JsonHandler(tornado.web.RequestHandler):
             reason = self._reason
         self.finish(orjson.dumps({"error": reason}))
 
-    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if isinstance(value, RequestError) or (
             isinstance(value, tornado.web.HTTPError) and value.status_code < 500
         ):

@@ -51,12 +51,12 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
 from replog.core import limits
-from replog.core.entry import Entry, wire_bytes
+from replog.core.entry import Entry, WireEntry, wire_bytes
 from replog.core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_EPOCH_RUNS
 from replog.core.write_request import is_client_id
 
@@ -138,7 +138,7 @@ class Sync:
     epoch_start: int
 
 
-def encode_append(items: list[list]) -> bytes:
+def encode_append(items: list[WireEntry]) -> bytes:
     """`items`: entries in wire form, [seq, epoch, id, message] each."""
     return orjson.dumps({"type": "append", "entries": items})
 
@@ -174,7 +174,7 @@ def decode(raw: str | bytes, *expected_types: str) -> dict[str, Any]:
     return doc
 
 
-def valid_int(value: object) -> bool:
+def valid_int(value: object) -> TypeGuard[int]:
     """A seq or epoch: an integer in 0..MAX_INT (booleans are not integers)."""
     return type(value) is int and 0 <= value <= MAX_INT
 
@@ -183,7 +183,7 @@ def decode_int(doc: dict[str, Any], key: str) -> int:
     value = doc.get(key)
     if not valid_int(value):
         raise WireError(f"{key!r} must be an integer from 0 to {MAX_INT}, got {str(value)[:40]}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def decode_seq(doc: dict[str, Any], key: str = "contiguous_seq") -> int:
@@ -303,7 +303,7 @@ def log_page(entries: list[Entry], max_bytes: int = LOG_PAGE_BYTES) -> bytes:
     """A page of GET /replication/log: the first entries whose page stays within
     `max_bytes`, and always the first one."""
     size = _PAGE_FRAME_BYTES - 1
-    items = []
+    items: list[WireEntry] = []
     for entry in entries:
         size += 1 + wire_bytes(*entry)
         if items and size > max_bytes:

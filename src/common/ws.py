@@ -28,7 +28,9 @@ class FrameLimit(int):
         return limit
 
     def __lt__(self, other: object) -> bool:
-        below = int.__lt__(self, other)  # type: ignore[operator]
-        if below is True and self.exceeded is None:
-            self.exceeded = other  # type: ignore[assignment]
+        if not isinstance(other, int):
+            return NotImplemented  # as int.__lt__ answers
+        below = int.__lt__(self, other)
+        if below and self.exceeded is None:
+            self.exceeded = other
         return below

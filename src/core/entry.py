@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 # A client's idempotency key: compared as a JSON value, so 1 and "1" differ.
 ClientId = int | str
+# An entry in wire form, [seq, epoch, id, message]: on the replication stream and on disk.
+WireEntry = list[int | str | None]
 
 
 class Entry(NamedTuple):
@@ -23,7 +26,7 @@ class Entry(NamedTuple):
     id: ClientId | None
     message: str
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> WireEntry:
         """Compact form used on the replication stream and on disk."""
         return [self.seq, self.epoch, self.id, self.message]
 
@@ -32,7 +35,8 @@ class Entry(NamedTuple):
         return wire_bytes(*self)
 
     @classmethod
-    def from_wire(cls, item: list) -> Entry:
+    def from_wire(cls, item: Sequence[Any]) -> Entry:
+        """`item`: an entry in wire form whose fields are already checked (common.wire)."""
         seq, epoch, client_id, message = item
         return cls(seq, epoch, client_id, message)
 

@@ -165,7 +165,7 @@ class SecondaryNode:
         says why, for the stream to be dropped.
         """
         if self.stopped:
-            return
+            return None
         result = self.follower.apply(entries, epoch) if entries else None
         if result is not None and result.refused is not None:
             return result

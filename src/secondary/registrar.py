@@ -96,7 +96,10 @@ class Registrar:
             if exc.code == 409 and exc.response is not None:
                 # Another cluster's master, our id held by another node that is up, or
                 # this node removed from the cluster: keep our data, say so, keep asking.
-                event = REFUSALS.get(_field(exc, "conflict"), "cluster_mismatch")
+                conflict = _field(exc, "conflict")
+                event = "cluster_mismatch"
+                if isinstance(conflict, str):
+                    event = REFUSALS.get(conflict, event)
                 log.error(event, master=config.master_url, error=_error(exc))
                 return False
             log.info("register_failed", master=config.master_url, error=str(exc))
@@ -131,8 +134,10 @@ REFUSALS = {"cluster": "cluster_mismatch", "id": "id_conflict", "removed": "remo
 
 
 def _field(exc: HTTPClientError, name: str) -> object:
+    if exc.response is None:
+        return None
     try:
-        return orjson.loads(exc.response.body).get(name)  # type: ignore[union-attr]
+        return orjson.loads(exc.response.body).get(name)
     except (orjson.JSONDecodeError, TypeError, AttributeError):
         return None
 
@@ -151,7 +156,9 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 def _error(exc: HTTPClientError) -> str:
     """The master's JSON error message, or the HTTP reason."""
+    if exc.response is None:
+        return str(exc)
     try:
-        return str(orjson.loads(exc.response.body)["error"])  # type: ignore[union-attr]
+        return str(orjson.loads(exc.response.body)["error"])
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return str(exc)

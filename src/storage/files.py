@@ -29,6 +29,12 @@ class AppendFile(Protocol):
     def close(self) -> None: ...
 
 
+class HeldLock(Protocol):
+    """An exclusive lock on a file, released by `close`."""
+
+    def close(self) -> None: ...
+
+
 class FileSystem(Protocol):
     def read(self, path: Path) -> bytes: ...
 
@@ -44,9 +50,10 @@ class FileSystem(Protocol):
     def sync_dir(self, directory: Path) -> None:
         """Make created, renamed and removed names in `directory` durable."""
 
-    def hold_lock(self, path: Path) -> object:
+    def hold_lock(self, path: Path) -> HeldLock | None:
         """Hold an exclusive lock on `path` until the returned object is closed
-        (or the process ends). Raises BlockingIOError if another process holds it."""
+        (or the process ends); None when the layer has nothing to lock. Raises
+        BlockingIOError if another process holds it."""
         ...
 
     def write_atomic(self, path: Path, data: bytes) -> None:
@@ -120,7 +127,7 @@ class OsFileSystem:
         os.replace(tmp, path)
         self.sync_dir(path.parent)
 
-    def hold_lock(self, path: Path) -> object:
+    def hold_lock(self, path: Path) -> HeldLock:
         handle = open(path, "a+b")  # noqa: SIM115  (held open for the process's life)
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

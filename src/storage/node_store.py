@@ -31,7 +31,7 @@ from pathlib import Path
 import orjson
 
 from replog.core.entry import Entry
-from replog.storage.files import FileSystem, OsFileSystem
+from replog.storage.files import FileSystem, HeldLock, OsFileSystem
 from replog.storage.group_commit import GroupCommit
 from replog.storage.segments import DEFAULT_SEGMENT_BYTES, Replay, SegmentLog
 
@@ -127,6 +127,7 @@ class NodeStore:
 
 class DiskStore(NodeStore):
     kind = "disk"
+    data_dir: Path
 
     def __init__(
         self,
@@ -143,7 +144,7 @@ class DiskStore(NodeStore):
         self.log = log
         self.fsync = fsync
         # The data directory's lock (storage.files.FileSystem.hold_lock), held until close.
-        self.dir_lock: object | None = None
+        self.dir_lock: HeldLock | None = None
         self.durable_seq = log.last_seq
         self._group: GroupCommit | None = None
         # Every use of the log holds it: the sync thread shares the log.
@@ -224,7 +225,7 @@ class DiskStore(NodeStore):
             self._close()
         finally:
             if self.dir_lock is not None:
-                self.dir_lock.close()  # type: ignore[attr-defined]
+                self.dir_lock.close()
                 self.dir_lock = None
 
     def _close(self) -> None:
@@ -275,7 +276,7 @@ def open_store(
         store = _open_locked(fs, data_dir, node, role, fsync, segment_bytes, repair)
     except BaseException:
         if dir_lock is not None:
-            dir_lock.close()  # type: ignore[attr-defined]
+            dir_lock.close()
         raise
     store.dir_lock = dir_lock
     return store
@@ -339,7 +340,7 @@ def _checked_state(doc: dict | None, path: Path) -> dict:
         kind = STATE_FIELDS.get(key)
         ok = kind is not None and type(value) is kind
         if ok and kind is int:
-            ok = 0 <= value < 2**63  # type: ignore[operator]
+            ok = 0 <= value < 2**63
         if not ok:
             raise StoreError(f"{path} is damaged: bad field {key!r}: {value!r}")
     return state
