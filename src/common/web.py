@@ -11,6 +11,7 @@ import tornado.web
 
 from replog.common.security import unauthorized_reason
 from replog.core import RequestError
+from replog.core.entry import PublicMessage
 
 JSON_TYPE = "application/json"
 # ASCII digits only (str.isdigit also accepts "²"), and few enough for int().
@@ -29,7 +30,7 @@ def decode_json_body(body: bytes) -> Any:
         raise RequestError(400, f"the body is not valid JSON: {exc}") from None
 
 
-def render_messages(page: list[dict]) -> bytes:
+def render_messages(page: list[PublicMessage]) -> bytes:
     """`GET /`'s body from a log's `public_page()`."""
     return orjson.dumps({"messages": page})
 

@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 ClientId = int | str
 # An entry in wire form, [seq, epoch, id, message]: on the replication stream and on disk.
 WireEntry = list[int | str | None]
+# An entry as `GET /` shows it: {"seq", "id", "message"}.
+PublicMessage = dict[str, int | str | None]
 
 
 class Entry(NamedTuple):

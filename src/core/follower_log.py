@@ -37,7 +37,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from replog.core.entry import Entry
+from replog.core.entry import Entry, PublicMessage
 from replog.core.limits import MAX_AHEAD, MAX_BATCH_BYTES, MAX_INFLIGHT_BATCHES
 
 
@@ -99,7 +99,7 @@ class FollowerLog:
         stop = None if limit is None else start + limit
         return self._entries[start:stop]
 
-    def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[dict]:
+    def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[PublicMessage]:
         """`GET /`'s messages: only the contiguous prefix, never what waits behind a gap."""
         return [
             {"seq": e.seq, "id": e.id, "message": e.message} for e in self.entries(start_seq, limit)

@@ -30,8 +30,16 @@ from array import array
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from replog.core.entry import ClientId, Entry, json_string_bytes, json_value_bytes
+from replog.core.entry import (
+    ClientId,
+    Entry,
+    PublicMessage,
+    WireEntry,
+    json_string_bytes,
+    json_value_bytes,
+)
 from replog.core.health import SUSPECTED, UNHEALTHY, HealthPolicy
 from replog.core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT_BATCHES
 from replog.core.write_request import WriteItem, majority
@@ -139,7 +147,7 @@ class Batch:
     secondary_id: str
     seq_from: int
     seq_to: int
-    items: list[list]
+    items: list[WireEntry]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +213,7 @@ class ReplicationLog:
         start, stop = self._slice(start_seq, limit)
         return [self.entry(seq) for seq in range(start + 1, stop + 1)]
 
-    def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[dict]:
+    def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[PublicMessage]:
         """`GET /`'s messages, built straight from the columns."""
         start, stop = self._slice(start_seq, limit)
         return [
@@ -274,7 +282,7 @@ class ReplicationLog:
         if entry.id is not None:
             self._seq_by_id[entry.id] = entry.seq
 
-    def adopt(self, entries: Sequence[Sequence], epoch: int) -> None:
+    def adopt(self, entries: Sequence[Sequence[Any]], epoch: int) -> None:
         """Install a log (replayed from disk or recovered from the secondaries, and
         already durable here) and open for writes in a new epoch.
 
@@ -291,9 +299,12 @@ class ReplicationLog:
         changes = [seq for seq, (before, now) in pairs if before != now]
         self._run_first_seq = [1, *changes] if epochs else []
         self._run_epoch = [epochs[seq - 1] for seq in self._run_first_seq]
-        # Ids are unique in a log; entries without one all map None, dropped after.
-        self._seq_by_id = dict(zip(self._ids, range(1, len(self._ids) + 1), strict=True))
-        self._seq_by_id.pop(None, None)  # type: ignore[call-overload]
+        # Ids are unique in a log.
+        self._seq_by_id = {
+            client_id: seq
+            for seq, client_id in enumerate(self._ids, start=1)
+            if client_id is not None
+        }
         self.epoch = epoch
         self.epoch_start = self.durable_seq = len(entries)
         for progress in self._secondaries.values():
@@ -424,7 +435,7 @@ class ReplicationLog:
         """A member from the master's persisted membership: known, not yet heard from."""
         self._secondaries[secondary_id] = SecondaryProgress(secondary_id, url, incarnation)
 
-    def membership(self) -> list[dict]:
+    def membership(self) -> list[dict[str, str]]:
         """What the master persists: each secondary's id, URL and incarnation."""
         return [
             {"id": p.secondary_id, "url": p.url, "incarnation": p.incarnation}
