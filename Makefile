@@ -26,9 +26,10 @@ install-test: $(VENV)/.installed-test
 up: install
 	$(BIN)/replog up
 
-lint: install-test typecheck
+lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
 
 # mypy (configured in pyproject.toml; strict on replog.core). The editable install maps replog to
 # src/ with an import hook mypy cannot follow, so mypy reads the package through a symlink
