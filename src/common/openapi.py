@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from replog.common import wire
+from replog.core.health import Health
 from replog.core.write_request import ID_INT_MAX, ID_INT_MIN, MAJORITY, MAX_BATCH
 
 Role = Literal["master", "secondary"]
@@ -242,7 +243,7 @@ SCHEMAS: dict[str, Schema] = {
                     {
                         "id": {"type": "string"},
                         "url": {"type": "string"},
-                        "status": {"type": "string", "enum": ["healthy", "suspected", "unhealthy"]},
+                        "status": {"type": "string", "enum": [str(h) for h in Health]},
                         "acked_seq": _COUNT,
                         "lag": _COUNT,
                         "last_heartbeat_ms_ago": _nullable(_COUNT),

@@ -10,12 +10,48 @@ import orjson
 import tornado.web
 
 from replog.common.security import unauthorized_reason
-from replog.core import RequestError
 from replog.core.entry import PublicMessage
+from replog.core.errors import (
+    ClusterMismatch,
+    IdConflict,
+    InvalidRequest,
+    MemberConflict,
+    NotMaster,
+    ReadOnly,
+    RemovedMember,
+    ReplogError,
+    StillRecovering,
+    UnknownSecondary,
+    WriteConcernTimeout,
+)
 
 JSON_TYPE = "application/json"
 # ASCII digits only (str.isdigit also accepts "²"), and few enough for int().
 DIGITS = re.compile(r"[0-9]{1,18}")
+
+# The one place a refusal becomes an HTTP status; the body is the error's own to_json().
+ERROR_STATUS: dict[type[ReplogError], int] = {
+    InvalidRequest: 400,
+    UnknownSecondary: 404,
+    NotMaster: 405,
+    IdConflict: 409,
+    ClusterMismatch: 409,
+    MemberConflict: 409,
+    RemovedMember: 409,
+    ReadOnly: 503,
+    StillRecovering: 503,
+    # The write is in the log; only the wait for `w` ran out (MongoDB's wtimeout).
+    WriteConcernTimeout: 504,
+}
+
+
+def error_status(error: ReplogError) -> int:
+    """The HTTP status `error` is answered with (a subclass answers as its nearest mapped base)."""
+    for cls in type(error).__mro__:
+        status = ERROR_STATUS.get(cls)
+        if status is not None:
+            return status
+    raise LookupError(f"{type(error).__name__} has no HTTP status in ERROR_STATUS")
 
 
 def decode_json_body(body: bytes) -> Any:
@@ -26,8 +62,8 @@ def decode_json_body(body: bytes) -> Any:
         try:
             body.decode("utf-8")
         except UnicodeDecodeError:
-            raise RequestError(400, "the body is not valid UTF-8") from None
-        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+            raise InvalidRequest("the body is not valid UTF-8") from None
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
 
 
 def render_messages(page: list[PublicMessage]) -> bytes:
@@ -42,15 +78,15 @@ def parse_paging(handler: tornado.web.RequestHandler) -> tuple[int, int | None]:
         try:
             raw = handler.get_query_argument(name, None)
         except tornado.web.HTTPError:
-            raise RequestError(
-                400, f'query parameter "{name}" is not valid UTF-8 once percent-decoded'
+            raise InvalidRequest(
+                f'query parameter "{name}" is not valid UTF-8 once percent-decoded'
             ) from None
         if raw is None:
             values.append(None)
             continue
         if not DIGITS.fullmatch(raw) or int(raw) < 1:
-            raise RequestError(
-                400, f'query parameter "{name}" must be a positive integer, got {raw!r}'
+            raise InvalidRequest(
+                f'query parameter "{name}" must be a positive integer, got {raw!r}'
             )
         values.append(int(raw))
     start, limit = values
@@ -85,9 +121,9 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, RequestError):
-            self.set_status(exc.status)
-            self.finish(orjson.dumps({"error": exc.message}))
+        if isinstance(exc, ReplogError):
+            self.set_status(error_status(exc))
+            self.finish(orjson.dumps(exc.to_json()))
             return
         if status_code == 405:
             reason = f"{self.request.method} is not allowed on {self.request.path}"
@@ -106,10 +142,10 @@ class JsonHandler(tornado.web.RequestHandler):
         value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if isinstance(value, RequestError) or (
+        if isinstance(value, ReplogError) or (
             isinstance(value, tornado.web.HTTPError) and value.status_code < 500
         ):
-            return  # a client error, answered as such; not a server fault
+            return  # a refusal, answered as such; not a server fault
         super().log_exception(typ, value, tb)
 
 

@@ -1,8 +1,21 @@
 """replog's pure replication core: no I/O, no Tornado. Tests drive it with events."""
 
-from replog.core.entry import ClientId, Entry
+from replog.core.entry import Appended, ClientId, Entry
+from replog.core.errors import (
+    ClusterMismatch,
+    IdConflict,
+    InvalidRequest,
+    MemberConflict,
+    NotMaster,
+    ReadOnly,
+    RemovedMember,
+    ReplogError,
+    StillRecovering,
+    UnknownSecondary,
+    WriteConcernTimeout,
+)
 from replog.core.follower_log import ApplyResult, FollowerLog
-from replog.core.health import HEALTHY, SUSPECTED, UNHEALTHY, HealthPolicy
+from replog.core.health import Health, HealthPolicy
 from replog.core.recovery import (
     LENIENT,
     OPEN,
@@ -18,12 +31,7 @@ from replog.core.replication_log import (
     APPEND_FRAME_BYTES,
     MASTER,
     AckBeyondSent,
-    Appended,
     Batch,
-    IdConflict,
-    MemberConflict,
-    ReadOnly,
-    RemovedMember,
     ReplicationLog,
     Satisfied,
     SecondaryProgress,
@@ -31,7 +39,6 @@ from replog.core.replication_log import (
 )
 from replog.core.write_request import (
     MAJORITY,
-    RequestError,
     WriteItem,
     WriteRequest,
     parse_write,
@@ -40,34 +47,38 @@ from replog.core.write_request import (
 
 __all__ = [
     "APPEND_FRAME_BYTES",
-    "HEALTHY",
     "LENIENT",
     "MAJORITY",
     "MASTER",
     "OPEN",
     "STRICT",
-    "SUSPECTED",
-    "UNHEALTHY",
     "AckBeyondSent",
     "Appended",
     "ApplyResult",
     "Batch",
     "ClientId",
+    "ClusterMismatch",
     "Entry",
     "FollowerLog",
+    "Health",
     "HealthPolicy",
     "IdConflict",
+    "InvalidRequest",
     "LogReport",
     "MemberConflict",
+    "NotMaster",
     "ReadOnly",
     "Recovery",
     "RecoveryPlan",
     "RemovedMember",
     "ReplicationLog",
-    "RequestError",
+    "ReplogError",
     "Satisfied",
     "SecondaryProgress",
     "StatusChange",
+    "StillRecovering",
+    "UnknownSecondary",
+    "WriteConcernTimeout",
     "WriteItem",
     "WriteRequest",
     "next_epoch",

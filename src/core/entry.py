@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 # A client's idempotency key: compared as a JSON value, so 1 and "1" differ.
@@ -41,6 +42,14 @@ class Entry(NamedTuple):
         """`item`: an entry in wire form whose fields are already checked (common.wire)."""
         seq, epoch, client_id, message = item
         return cls(seq, epoch, client_id, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """One item of a write: the entry it names, and whether it was already in the log."""
+
+    entry: Entry
+    duplicate: bool
 
 
 # -- sizes on the wire ---------------------------------------------------------

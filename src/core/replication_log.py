@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replog.core.entry import (
+    Appended,
     ClientId,
     Entry,
     PublicMessage,
@@ -40,7 +41,8 @@ from replog.core.entry import (
     json_string_bytes,
     json_value_bytes,
 )
-from replog.core.health import SUSPECTED, UNHEALTHY, HealthPolicy
+from replog.core.errors import IdConflict, MemberConflict, ReadOnly, RemovedMember
+from replog.core.health import Health, HealthPolicy
 from replog.core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT_BATCHES
 from replog.core.write_request import WriteItem, majority
 
@@ -49,56 +51,8 @@ MASTER = "master"
 APPEND_FRAME_BYTES = 30
 
 
-class IdConflict(Exception):
-    """The idempotency key is already used by a different message."""
-
-    def __init__(self, client_id: ClientId, existing: Entry) -> None:
-        super().__init__(client_id)
-        self.client_id = client_id
-        self.existing = existing
-
-
-class MemberConflict(Exception):
-    """A secondary id is bound to another node, which is up."""
-
-    def __init__(self, secondary_id: str, url: str, incarnation: str) -> None:
-        super().__init__(
-            f"secondary id {secondary_id!r} belongs to another node (at {url}, "
-            f"incarnation {incarnation!r}) that is up; give this node another id"
-        )
-        self.secondary_id = secondary_id
-        self.url = url
-        self.incarnation = incarnation
-
-
-class RemovedMember(Exception):
-    """This node (id and incarnation) was removed from the cluster."""
-
-    def __init__(self, secondary_id: str, incarnation: str) -> None:
-        super().__init__(
-            f"secondary {secondary_id!r} (incarnation {incarnation!r}) was removed from "
-            "the cluster; to join again, start it with an empty data directory or another id"
-        )
-        self.secondary_id = secondary_id
-        self.incarnation = incarnation
-
-
 class AckBeyondSent(ValueError):
     """A secondary acknowledged entries its stream never carried: not a correct secondary."""
-
-
-class ReadOnly(Exception):
-    """The master takes no new writes now (recovering, or no quorum)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    entry: Entry
-    duplicate: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +68,8 @@ class Satisfied:
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     secondary_id: str
-    before: str
-    after: str
+    before: Health
+    after: Health
 
 
 @dataclass(slots=True)
@@ -137,7 +91,7 @@ class SecondaryProgress:
     connected: bool = False
     # Monotonic time we last heard from it (registration, hello, ACK), or None.
     last_heard: float | None = None
-    status: str = UNHEALTHY
+    status: Health = Health.UNHEALTHY
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +202,7 @@ class ReplicationLog:
         if any(entry is None for entry in found):
             reason = self.read_only_reason()
             if reason is not None:
-                raise ReadOnly(reason)
+                raise self._read_only(reason)
         results = []
         for item, existing in zip(items, found, strict=True):
             if existing is not None:
@@ -260,12 +214,18 @@ class ReplicationLog:
             results.append(Appended(entry, duplicate=False))
         return results
 
+    def _read_only(self, reason: str) -> ReadOnly:
+        # The answer shows the quorum as it was when the write was refused.
+        return ReadOnly(
+            reason, quorum=self.quorum, nodes_up=self.nodes_up, cluster_size=self.cluster_size
+        )
+
     def _existing(self, item: WriteItem) -> Entry | None:
         """The entry `item.id` already names, if any (IdConflict if another message)."""
         if item.id is None:
             return None
         if self.epoch is None:
-            raise ReadOnly("recovering: waiting for the secondaries to report their logs")
+            raise self._read_only("recovering: waiting for the secondaries to report their logs")
         seq = self._seq_by_id.get(item.id)
         if seq is None:
             return None
@@ -415,7 +375,7 @@ class ReplicationLog:
         same_node = incarnation == progress.incarnation
         if same_node and (instance == progress.instance or not progress.connected):
             return None
-        if self.current_status(secondary_id, now) == UNHEALTHY:
+        if self.current_status(secondary_id, now) == Health.UNHEALTHY:
             return None
         return MemberConflict(secondary_id, progress.url, progress.incarnation)
 
@@ -445,7 +405,7 @@ class ReplicationLog:
     def heard_from(self, secondary_id: str, now: float) -> None:
         self._secondaries[secondary_id].last_heard = now
 
-    def current_status(self, secondary_id: str, now: float) -> str:
+    def current_status(self, secondary_id: str, now: float) -> Health:
         """The status as of `now` (the stored one changes only in update_health)."""
         p = self._secondaries[secondary_id]
         silent_for = None if p.last_heard is None else now - p.last_heard
@@ -465,7 +425,7 @@ class ReplicationLog:
     @property
     def nodes_up(self) -> int:
         """The master plus every secondary not judged unhealthy."""
-        return 1 + sum(1 for p in self._secondaries.values() if p.status != UNHEALTHY)
+        return 1 + sum(1 for p in self._secondaries.values() if p.status != Health.UNHEALTHY)
 
     @property
     def quorum(self) -> bool:
@@ -501,8 +461,8 @@ class ReplicationLog:
         progress.sent_seq = progress.acked_seq
         progress.inflight.clear()
         progress.connected = False
-        if progress.status != UNHEALTHY:
-            progress.status = SUSPECTED
+        if progress.status != Health.UNHEALTHY:
+            progress.status = Health.SUSPECTED
 
     def idle(self, secondary_id: str) -> bool:
         """Connected with nothing in flight: a new entry can go out at once."""

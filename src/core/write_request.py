@@ -10,20 +10,12 @@ import json
 from dataclasses import dataclass
 
 from replog.core.entry import ClientId
+from replog.core.errors import InvalidRequest, show
 
 MAJORITY = "majority"
 # Integer ids must survive a round trip through every JSON library we use.
 ID_INT_MIN = -(2**63)
 ID_INT_MAX = 2**63 - 1
-
-
-class RequestError(Exception):
-    """A client error: the HTTP status to answer and a message saying how to fix it."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 # The most messages one batch request may carry.
@@ -58,14 +50,6 @@ class WriteRequest:
         return cls((WriteItem(message, id),), w, wtimeout_ms)
 
 
-def show(value: object) -> str:
-    """A value as the client wrote it (JSON), for error messages."""
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
 def majority(cluster_size: int) -> int:
     return cluster_size // 2 + 1
 
@@ -82,13 +66,11 @@ def resolve_w(raw: object, cluster_size: int) -> int:
     if raw == MAJORITY:
         return majority(cluster_size)
     if not is_json_int(raw):
-        raise RequestError(
-            400,
+        raise InvalidRequest(
             f'"w" must be an integer from 1 to {cluster_size} or "majority", got {show(raw)}',
         )
     if not 1 <= raw <= cluster_size:
-        raise RequestError(
-            400,
+        raise InvalidRequest(
             f'"w" must be between 1 and {cluster_size} (the cluster has '
             f"{cluster_size} nodes, master included), got {raw}",
         )
@@ -105,8 +87,8 @@ def is_client_id(value: object) -> bool:
 def validate_id(raw: object) -> ClientId | None:
     if is_client_id(raw):
         return raw  # type: ignore[return-value]
-    raise RequestError(
-        400, f'"id" must be a string or a 64-bit integer (or left out), got {show(raw)}'
+    raise InvalidRequest(
+        f'"id" must be a string or a 64-bit integer (or left out), got {show(raw)}'
     )
 
 
@@ -115,8 +97,7 @@ def validate_wtimeout(raw: object) -> int | None:
         return None
     if is_json_int(raw) and 0 <= raw <= ID_INT_MAX:
         return raw
-    raise RequestError(
-        400,
+    raise InvalidRequest(
         f'"wtimeout" must be a whole number of milliseconds, 0 or more (0: wait without '
         f"limit), got {show(raw)}",
     )
@@ -126,15 +107,14 @@ def parse_message(doc: dict, where: str = "") -> str:
     message = doc.get("message")
     if not isinstance(message, str):
         what = "missing" if "message" not in doc else f"not a string ({show(message)})"
-        raise RequestError(400, f'"message"{where} is {what}: send {{"message": "<text>"}}')
+        raise InvalidRequest(f'"message"{where} is {what}: send {{"message": "<text>"}}')
     return message
 
 
 def parse_batch(raw: object) -> tuple[WriteItem, ...]:
     """`"messages"`: a list of strings, or of {"message", "id"} objects."""
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BATCH:
-        raise RequestError(
-            400,
+        raise InvalidRequest(
             f'"messages" must be a list of 1 to {MAX_BATCH} strings or {{"message", "id"}} objects',
         )
     items = []
@@ -144,14 +124,14 @@ def parse_batch(raw: object) -> tuple[WriteItem, ...]:
             items.append(WriteItem(item))
             continue
         if not isinstance(item, dict):
-            raise RequestError(400, f'"messages"[{index}] must be a string or an object')
+            raise InvalidRequest(f'"messages"[{index}] must be a string or an object')
         check_fields(item, ITEM_FIELDS, where=f" in messages[{index}]")
         message = parse_message(item, where=f" of messages[{index}]")
         client_id = validate_id(item.get("id"))
         if client_id is not None:
             key = (type(client_id), client_id)
             if key in seen:
-                raise RequestError(400, f"id {show(client_id)} appears twice in the batch")
+                raise InvalidRequest(f"id {show(client_id)} appears twice in the batch")
             seen.add(key)
         items.append(WriteItem(message, client_id))
     return tuple(items)
@@ -175,8 +155,7 @@ def too_deep(doc: object, limit: int = MAX_DEPTH) -> bool:
 def check_fields(doc: dict, allowed: frozenset[str], where: str = "") -> None:
     unknown = sorted(key for key in doc if key not in allowed)
     if unknown:
-        raise RequestError(
-            400,
+        raise InvalidRequest(
             f"unknown field{'s' if len(unknown) > 1 else ''}{where}: "
             f"{', '.join(json.dumps(k) for k in unknown)} (allowed: {', '.join(sorted(allowed))})",
         )
@@ -185,14 +164,14 @@ def check_fields(doc: dict, allowed: frozenset[str], where: str = "") -> None:
 def parse_write(doc: object, cluster_size: int) -> WriteRequest:
     """Validate a decoded `POST /` body against a cluster of `cluster_size` nodes."""
     if not isinstance(doc, dict):
-        raise RequestError(400, 'the body must be a JSON object like {"message": "hi", "w": 1}')
+        raise InvalidRequest('the body must be a JSON object like {"message": "hi", "w": 1}')
     if too_deep(doc):
-        raise RequestError(400, f"the body nests deeper than a write can ({MAX_DEPTH} levels)")
+        raise InvalidRequest(f"the body nests deeper than a write can ({MAX_DEPTH} levels)")
     check_fields(doc, WRITE_FIELDS)
     if "messages" in doc:
         if "message" in doc or "id" in doc:
-            raise RequestError(
-                400, 'send either "message" (and "id") or "messages" (with ids inside), not both'
+            raise InvalidRequest(
+                'send either "message" (and "id") or "messages" (with ids inside), not both'
             )
         items = parse_batch(doc["messages"])
         batch = True

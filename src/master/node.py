@@ -24,9 +24,10 @@ from replog.core import (
     LENIENT,
     MASTER,
     OPEN,
-    UNHEALTHY,
     Appended,
     Batch,
+    ClusterMismatch,
+    Health,
     HealthPolicy,
     LogReport,
     MemberConflict,
@@ -35,6 +36,9 @@ from replog.core import (
     RemovedMember,
     ReplicationLog,
     Satisfied,
+    StillRecovering,
+    UnknownSecondary,
+    WriteConcernTimeout,
     WriteRequest,
     next_epoch,
     other_cluster,
@@ -54,18 +58,6 @@ MEMBERSHIP = "membership.json"
 
 def new_cluster_id() -> str:
     return secrets.token_hex(8)
-
-
-class ClusterMismatch(Exception):
-    """A secondary holding another cluster's data asked to join this one."""
-
-    def __init__(self, secondary_id: str, theirs: str, ours: str) -> None:
-        super().__init__(
-            f"secondary {secondary_id!r} holds data of cluster {theirs}, and this master's "
-            f"cluster is {ours}: it is refused and keeps its data (start it with an empty "
-            "--data-dir to join this cluster, or point it at its own cluster's master)"
-        )
-        self.secondary_id = secondary_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,19 +89,6 @@ class WriteOutcome:
             **common,
             "duplicate": only.duplicate,
         }
-
-
-class WriteConcernTimeout(Exception):
-    """`w` was not reached within wtimeout; the entries stay and keep replicating."""
-
-    def __init__(
-        self, appended: list[Appended], w: int, acked_by: tuple[str, ...], wtimeout_ms: int
-    ) -> None:
-        super().__init__(appended[-1].entry.seq)
-        self.appended = appended
-        self.w = w
-        self.acked_by = acked_by
-        self.wtimeout_ms = wtimeout_ms
 
 
 class MasterNode:
@@ -251,7 +230,7 @@ class MasterNode:
 
         Raises core.IdConflict for a reused id with another message,
         core.ReadOnly while recovering or without quorum, and
-        WriteConcernTimeout when wtimeout runs out. `track` receives the
+        core.WriteConcernTimeout when wtimeout runs out. `track` receives the
         write-concern Future before the wait; cancelling it (the client went
         away) ends the wait; the entries stay and replicate.
         """
@@ -324,7 +303,9 @@ class MasterNode:
                 acked_by=list(acked_by),
                 wtimeout_ms=wtimeout_ms,
             )
-            raise WriteConcernTimeout(appended, request.w, acked_by, wtimeout_ms) from None
+            raise WriteConcernTimeout(
+                appended, request.w, acked_by, wtimeout_ms, batch=request.batch
+            ) from None
         finally:
             self.log.cancel_wait(waiter)
 
@@ -427,9 +408,14 @@ class MasterNode:
             link.restart()
 
     async def remove(self, secondary_id: str) -> None:
-        """Take a member out of the cluster (DELETE /secondaries/<id>). KeyError: unknown."""
+        """Take a member out of the cluster (DELETE /secondaries/<id>).
+
+        Raises StillRecovering before the log has opened, UnknownSecondary for an id
+        that names no member."""
+        if self.log.epoch is None:
+            raise StillRecovering()
         if not self.log.is_member(secondary_id):
-            raise KeyError(secondary_id)
+            raise UnknownSecondary(secondary_id)
         # The core first: from here on nothing about it counts, and it cannot register again.
         self.log.remove(secondary_id)
         if self.store.kind == "disk":
@@ -515,10 +501,10 @@ class MasterNode:
             )
         self._resolve(satisfied)
 
-    def status_of(self, secondary_id: str) -> str:
+    def status_of(self, secondary_id: str) -> Health:
         """Judged now: a stream that just opened must not be dropped on a stale verdict."""
         if not self.log.is_member(secondary_id):
-            return UNHEALTHY  # removed: its link is stopping
+            return Health.UNHEALTHY  # removed: its link is stopping
         return self.log.current_status(secondary_id, time.monotonic())
 
     # -- health, quorum, recovery -----------------------------------------
@@ -538,7 +524,7 @@ class MasterNode:
                 after=change.after,
             )
             link = self.links.get(change.secondary_id)
-            if link is not None and change.after == UNHEALTHY:
+            if link is not None and change.after == Health.UNHEALTHY:
                 # Silent too long: the connection may be dead without knowing it
                 # (a cut link sends no RST), and a blocked write would never end.
                 link.drop_connection()

@@ -27,7 +27,7 @@ from replog.common import wire
 from replog.common.backoff import Backoff
 from replog.common.loop import cancel_and_wait
 from replog.common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, TOO_BIG, FrameLimit
-from replog.core import UNHEALTHY, AckBeyondSent
+from replog.core import AckBeyondSent, Health
 
 if TYPE_CHECKING:
     from replog.master.config import MasterConfig
@@ -332,7 +332,7 @@ class SecondaryLink:
         loop = asyncio.get_running_loop()
         heartbeat_due = loop.time()
         while not reader.done():
-            if self.node.status_of(self.secondary_id) == UNHEALTHY:
+            if self.node.status_of(self.secondary_id) == Health.UNHEALTHY:
                 # Silent too long: this connection may be dead without knowing it
                 # (a cut link sends no RST). Drop it and dial again.
                 log.info("stream_dropped_unhealthy", secondary=self.secondary_id)

@@ -13,6 +13,7 @@ from replog.common import wire
 from replog.common.security import unauthorized_reason
 from replog.common.web import DIGITS, JSON_TYPE, JsonHandler, parse_paging, render_messages
 from replog.common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, FrameLimit
+from replog.core.errors import NotMaster
 from replog.core.limits import MAX_INFLIGHT_BATCHES
 from replog.secondary.node import SecondaryNode
 
@@ -30,12 +31,7 @@ class LogHandler(JsonHandler):
         self.send_json(render_messages(self.node.follower.public_page(start, limit)))
 
     def post(self) -> None:
-        self.send_error_json(
-            405,
-            f"this is a read-only secondary; send writes to the master at "
-            f"{self.node.config.master_url}/",
-            master=self.node.config.master_url,
-        )
+        raise NotMaster(self.node.config.master_url)
 
 
 def _ignore_closed(future: asyncio.Future) -> None:

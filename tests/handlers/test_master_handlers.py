@@ -17,10 +17,10 @@ import tornado.testing
 
 from replog.common.security import TlsConfig
 from replog.common.urls import is_node_url
-from replog.core import ReadOnly, WriteRequest
+from replog.core import ReadOnly, WriteConcernTimeout, WriteRequest
 from replog.master.app import make_app, make_server
 from replog.master.config import MasterConfig
-from replog.master.node import MasterNode, WriteConcernTimeout
+from replog.master.node import MasterNode
 from support import masters
 
 

@@ -4,13 +4,11 @@ import pytest
 
 from replog.common import wire
 from replog.core import (
-    HEALTHY,
     MASTER,
-    SUSPECTED,
-    UNHEALTHY,
     AckBeyondSent,
     Entry,
     FollowerLog,
+    Health,
     HealthPolicy,
     IdConflict,
     MemberConflict,
@@ -251,12 +249,17 @@ def test_status_follows_silence_thresholds():
     assert log.update_health(0.5) == []
     log.heard_from("s1", 0.5)
     changes = log.update_health(1.2)
-    assert [(c.secondary_id, c.after) for c in changes] == [("s2", SUSPECTED)]
+    assert [(c.secondary_id, c.after) for c in changes] == [("s2", Health.SUSPECTED)]
     changes = log.update_health(3.2)
-    assert {(c.secondary_id, c.after) for c in changes} == {("s1", SUSPECTED), ("s2", UNHEALTHY)}
+    assert {(c.secondary_id, c.after) for c in changes} == {
+        ("s1", Health.SUSPECTED),
+        ("s2", Health.UNHEALTHY),
+    }
     log.heard_from("s2", 3.3)
     changes = log.update_health(3.4)
-    assert [(c.secondary_id, c.before, c.after) for c in changes] == [("s2", UNHEALTHY, HEALTHY)]
+    assert [(c.secondary_id, c.before, c.after) for c in changes] == [
+        ("s2", Health.UNHEALTHY, Health.HEALTHY)
+    ]
 
 
 def test_suspected_nodes_still_count_for_quorum():
@@ -299,7 +302,7 @@ def test_a_registration_alone_never_counts_towards_quorum():
     for now in (0.0, 1.0, 2.0, 5.0):
         log.register("s1", "http://s1", 0, now=now)
         log.update_health(now)
-        assert log.progress("s1").status == UNHEALTHY and not log.quorum
+        assert log.progress("s1").status == Health.UNHEALTHY and not log.quorum
     log.stream_opened("s1", 0, now=5.0)
     log.update_health(5.0)
     assert log.quorum
@@ -307,7 +310,7 @@ def test_a_registration_alone_never_counts_towards_quorum():
     for now in (6.0, 7.0, 8.5):
         log.register("s1", "http://s1", 0, now=now)
     log.update_health(8.5)
-    assert log.progress("s1").status == UNHEALTHY and not log.quorum
+    assert log.progress("s1").status == Health.UNHEALTHY and not log.quorum
 
 
 # -- membership: an id is bound to one node; removal ---------------------------
@@ -387,7 +390,7 @@ def test_removal_lowers_n_also_when_expected_members_never_registered():
 def test_a_dropped_stream_makes_a_healthy_secondary_suspected_at_once():
     log = make_log()
     log.stream_closed("s1")
-    assert log.progress("s1").status == SUSPECTED
+    assert log.progress("s1").status == Health.SUSPECTED
     assert log.quorum
 
 
@@ -510,10 +513,10 @@ def test_public_page_matches_entries():
 def test_current_status_is_judged_at_the_time_asked():
     log = make_log(health=HealthPolicy(suspect_after=1.0, unhealthy_after=3.0))
     log.update_health(10.0)
-    assert log.progress("s1").status == UNHEALTHY
+    assert log.progress("s1").status == Health.UNHEALTHY
     log.stream_opened("s1", 0, now=10.0)  # a new stream: heard from just now
-    assert log.current_status("s1", 10.1) == HEALTHY
-    assert log.progress("s1").status == UNHEALTHY  # until the monitor's next pass
+    assert log.current_status("s1", 10.1) == Health.HEALTHY
+    assert log.progress("s1").status == Health.UNHEALTHY  # until the monitor's next pass
 
 
 # -- the master's own durability ------------------------------------------------

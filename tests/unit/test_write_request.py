@@ -2,7 +2,8 @@
 
 import pytest
 
-from replog.core import RequestError, parse_write, resolve_w
+from replog.common.web import error_status
+from replog.core import InvalidRequest, parse_write, resolve_w
 
 
 def test_defaults_to_all_nodes():
@@ -17,15 +18,15 @@ def test_majority_resolves_to_floor_half_plus_one(size, expected):
 
 @pytest.mark.parametrize("w", [0, 4, -1, True, False, 2.0, "2", "all", [], {}])
 def test_bad_w_is_rejected(w):
-    with pytest.raises(RequestError) as err:
+    with pytest.raises(InvalidRequest) as err:
         parse_write({"message": "hi", "w": w}, 3)
-    assert err.value.status == 400
+    assert error_status(err.value) == 400
     assert '"w"' in err.value.message
 
 
 @pytest.mark.parametrize("ident", [1.5, True, [1], {"a": 1}, 2**63, -(2**63) - 1])
 def test_bad_id_is_rejected(ident):
-    with pytest.raises(RequestError) as err:
+    with pytest.raises(InvalidRequest) as err:
         parse_write({"message": "hi", "id": ident}, 3)
     assert '"id"' in err.value.message
 
@@ -37,9 +38,9 @@ def test_good_ids_are_kept_as_given(ident):
 
 @pytest.mark.parametrize("doc", [{}, {"message": 5}, {"message": None}, [], "hi", None])
 def test_message_must_be_a_string(doc):
-    with pytest.raises(RequestError) as err:
+    with pytest.raises(InvalidRequest) as err:
         parse_write(doc, 3)
-    assert err.value.status == 400
+    assert error_status(err.value) == 400
 
 
 def test_empty_message_is_allowed():
@@ -66,9 +67,9 @@ def test_batch_of_strings_and_objects():
     ],
 )
 def test_bad_batches_are_rejected(doc):
-    with pytest.raises(RequestError) as err:
+    with pytest.raises(InvalidRequest) as err:
         parse_write(doc, 3)
-    assert err.value.status == 400
+    assert error_status(err.value) == 400
 
 
 def test_same_value_different_json_type_ids_may_share_a_batch():
@@ -85,9 +86,9 @@ def test_same_value_different_json_type_ids_may_share_a_batch():
     ],
 )
 def test_unknown_fields_are_refused_by_name(doc, named):
-    with pytest.raises(RequestError) as err:
+    with pytest.raises(InvalidRequest) as err:
         parse_write(doc, 3)
-    assert err.value.status == 400 and named in err.value.message
+    assert error_status(err.value) == 400 and named in err.value.message
 
 
 def test_nesting_deeper_than_a_write_can_is_refused_without_recursion():
@@ -95,7 +96,7 @@ def test_nesting_deeper_than_a_write_can_is_refused_without_recursion():
     for _ in range(100_000):
         deep = [deep]
     for doc in ({"message": deep}, {"messages": [{"message": "m", "id": [[1]]}]}):
-        with pytest.raises(RequestError) as err:
+        with pytest.raises(InvalidRequest) as err:
             parse_write(doc, 3)
-        assert err.value.status == 400 and "nests deeper" in err.value.message
+        assert error_status(err.value) == 400 and "nests deeper" in err.value.message
     assert parse_write({"messages": [{"message": "m", "id": 1}], "w": 1}, 3).batch
