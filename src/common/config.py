@@ -13,50 +13,118 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from replog.common.logs import LOG_FORMATS
 from replog.common.security import TlsConfig
 from replog.storage.node_store import FSYNC_MODES
 from replog.storage.segments import DEFAULT_SEGMENT_BYTES
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One configuration value, declared once: its flag, environment variables, default
+    and help. The parser, the config dataclasses' defaults, `--help` and the README's
+    flag tables all come from these declarations.
+
+    `help` and `shown` may hold `code` spans: the README shows them as Markdown,
+    `--help` without the backticks.
+    """
+
+    flag: str
+    env: tuple[str, ...]
+    default: T
+    help: str
+    # Turns the text of the flag or of a variable into the value (ValueError: refused).
+    parse: Callable[[str], T] | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    # On/off: the flag alone switches it on, or its variable set to 1, true, yes or on.
+    switch: bool = False
+    # Never shown by --help; the flag and its variables are read by the caller
+    # (cluster_token), which must weigh the flag, the file and both variables together.
+    secret: bool = False
+    # The default as documented, when `default` itself does not read well.
+    shown: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    def default_markdown(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        if self.switch:
+            return "off"
+        if self.default is None:
+            return "none"
+        return f"`{self.default}`"
+
+    def env_markdown(self) -> str:
+        if self.switch:
+            return " or ".join(f"`{name}=1`" for name in self.env)
+        return " or ".join(f"`{name}`" for name in self.env)
+
+    def help_text(self) -> str:
+        """What --help shows: the help, the variables and the documented default."""
+        names = " or ".join(f"${name}{'=1' if self.switch else ''}" for name in self.env)
+        text = f"{plain(self.help)} [env: {names}] (default: {plain(self.default_markdown())})"
+        return text.replace("%", "%%")  # argparse formats help with %
+
+
+def plain(markdown: str) -> str:
+    return markdown.replace("`", "")
+
+
+def markdown_table(settings: Sequence[Setting[Any]]) -> str:
+    """The README's flag table for one role."""
+    rows = ["| flag | env | default | meaning |", "|---|---|---|---|"]
+    for setting in settings:
+        flag = setting.flag if setting.metavar is None else f"{setting.flag} {setting.metavar}"
+        cells = (f"`{flag}`", setting.env_markdown(), setting.default_markdown(), setting.help)
+        rows.append(f"| {' | '.join(cells)} |")
+    return "\n".join(rows) + "\n"
+
 
 class EnvArgumentParser(argparse.ArgumentParser):
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
-        super().__init__(**kwargs)
+    """A parser whose flags fall back on environment variables; a flag on the command
+    line wins. A variable with a bad value is an error (exit 2) naming it."""
 
-    def add_env_argument(
-        self,
-        flag: str,
-        *,
-        env: Sequence[str],
-        default: Any,
-        type: Callable[[str], Any] = str,
-        help: str,
-        **kwargs: Any,
-    ) -> None:
-        """A flag whose default comes from the first set variable in `env`."""
-        value = default
-        for name in env:
+    def add_setting(self, setting: Setting[Any]) -> None:
+        kwargs: dict[str, Any] = {"help": setting.help_text(), "dest": setting.dest}
+        if setting.metavar is not None:
+            kwargs["metavar"] = setting.metavar
+        if setting.secret:
+            # No default at all: --help must never print the value (a token).
+            self.add_argument(
+                setting.flag, default=argparse.SUPPRESS, **kwargs, type=setting.parse or str
+            )
+            return
+        if setting.switch:
+            default = any(
+                os.environ.get(name, "").strip().lower() in TRUE_WORDS for name in setting.env
+            )
+            self.add_argument(setting.flag, action="store_true", default=default, **kwargs)
+            return
+        parse = setting.parse or str
+        value: Any = setting.default
+        for name in setting.env:
             raw = os.environ.get(name)
             if raw not in (None, ""):
                 try:
-                    value = type(raw)
+                    value = parse(raw)
                 except (TypeError, ValueError) as exc:
                     self.error(f"environment variable {name}={raw!r} is invalid: {exc}")
                 break
-        names = " or ".join(f"${name}" for name in env)
-        self.add_argument(flag, default=value, type=type, help=f"{help} [env: {names}]", **kwargs)
+        if setting.choices is not None:
+            kwargs["choices"] = setting.choices
+        self.add_argument(setting.flag, default=value, type=parse, **kwargs)
 
-    def add_log_format(self) -> None:
-        self.add_env_argument(
-            "--log-format",
-            env=["REPLOG_LOG_FORMAT"],
-            default="json",
-            choices=LOG_FORMATS,
-            help="json: one JSON object per line; console: readable lines for people",
-        )
+    def add_settings(self, settings: Sequence[Setting[Any]]) -> None:
+        for setting in settings:
+            self.add_setting(setting)
 
 
 def non_negative_float(raw: str) -> float:
@@ -91,67 +159,160 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 DATA_ROOT = "replog-data"
 
 
+def positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be above 0")
+    return value
+
+
+# -- settings every node has ------------------------------------------------------
+
+HOST = Setting("--host", ("REPLOG_HOST",), "127.0.0.1", "listen address")
+IDLE_TIMEOUT = Setting(
+    "--idle-timeout",
+    ("REPLOG_IDLE_TIMEOUT",),
+    60.0,
+    "close an HTTP connection idle this many seconds between requests, or whose request "
+    "headers take longer to arrive (replication streams are not affected)",
+    positive_float,
+)
+BODY_TIMEOUT = Setting(
+    "--body-timeout",
+    ("REPLOG_BODY_TIMEOUT",),
+    60.0,
+    "close an HTTP connection whose request body takes longer than this many seconds to arrive",
+    positive_float,
+)
+TIMEOUT_SETTINGS = (IDLE_TIMEOUT, BODY_TIMEOUT)
+
+
+def data_dir_setting(default: Path) -> Setting[Path]:
+    """--data-dir, whose default names the node (the secondary's: its --id, once known)."""
+    return Setting(
+        "--data-dir",
+        ("REPLOG_DATA_DIR",),
+        default,
+        "the node's log and state, relative to the working directory (see "
+        '"Storage and durability")',
+        Path,
+        metavar="DIR",
+        shown=f"`./{default}`",
+    )
+
+
+IN_MEMORY = Setting(
+    "--in-memory",
+    ("REPLOG_IN_MEMORY",),
+    False,
+    "keep the log in memory only (demos, tests): a restart loses it",
+    switch=True,
+)
+FSYNC = Setting(
+    "--fsync",
+    ("REPLOG_FSYNC",),
+    "always",
+    "`always`: an entry is held once `fdatasync`ed (group commit; survives a power cut); "
+    "`never`: once written to the OS (survives a killed process, not a power cut)",
+    metavar="MODE",
+    choices=FSYNC_MODES,
+)
+SEGMENT_BYTES = Setting(
+    "--segment-bytes",
+    ("REPLOG_SEGMENT_BYTES",),
+    DEFAULT_SEGMENT_BYTES,
+    "start a new segment file once the current one reaches this size",
+    positive_int,
+)
+REPAIR = Setting(
+    "--repair",
+    ("REPLOG_REPAIR",),
+    False,
+    "start even if a record mid-log is damaged: truncate the log there (the rest is "
+    "refilled from the master, or recovered from the secondaries)",
+    switch=True,
+)
+
+
+def storage_settings(data_dir: Path) -> tuple[Setting[Any], ...]:
+    return (data_dir_setting(data_dir), IN_MEMORY, FSYNC, SEGMENT_BYTES, REPAIR)
+
+
+TOKEN_ENV = "REPLOG_CLUSTER_TOKEN"
+TOKEN_FILE_ENV = "REPLOG_CLUSTER_TOKEN_FILE"
+CLUSTER_TOKEN: Setting[str | None] = Setting(
+    "--cluster-token",
+    (TOKEN_ENV,),
+    None,
+    "shared secret: internal requests (registration, replication, log export, member "
+    "removal) must carry `Authorization: Bearer TOKEN`, and the node sends it to its "
+    'peers; without one, internal endpoints are open (warned at start, `"auth": false` '
+    "in `/health`)",
+    metavar="TOKEN",
+    secret=True,
+)
+CLUSTER_TOKEN_FILE: Setting[Path | None] = Setting(
+    "--cluster-token-file",
+    (TOKEN_FILE_ENV,),
+    None,
+    "read the token from `FILE` (surrounding whitespace stripped; keeps it out of `ps`); "
+    "not with `--cluster-token`",
+    Path,
+    metavar="FILE",
+    secret=True,
+)
+TLS_CERT: Setting[Path | None] = Setting(
+    "--tls-cert",
+    ("REPLOG_TLS_CERT",),
+    None,
+    "serve HTTPS (and WSS for replication) with this PEM certificate; needs `--tls-key`",
+    Path,
+    metavar="FILE",
+)
+TLS_KEY: Setting[Path | None] = Setting(
+    "--tls-key",
+    ("REPLOG_TLS_KEY",),
+    None,
+    "the certificate's PEM private key (unencrypted)",
+    Path,
+    metavar="FILE",
+)
+TLS_CA: Setting[Path | None] = Setting(
+    "--tls-ca",
+    ("REPLOG_TLS_CA",),
+    None,
+    "verify the https/wss peers this node dials against this PEM CA bundle (never "
+    "unverified); a registration with a plain `http://` URL is then a `400`",
+    Path,
+    metavar="FILE",
+    shown="system CAs",
+)
+SECURITY_SETTINGS = (CLUSTER_TOKEN, CLUSTER_TOKEN_FILE, TLS_CERT, TLS_KEY, TLS_CA)
+LOG_FORMAT = Setting(
+    "--log-format",
+    ("REPLOG_LOG_FORMAT",),
+    "json",
+    "`json`: one JSON object per line; `console`: readable lines for people",
+    choices=LOG_FORMATS,
+)
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     """Where and how a node keeps its log. `data_dir` None: in memory only."""
 
     data_dir: Path | None = None
-    fsync: str = "always"
-    segment_bytes: int = DEFAULT_SEGMENT_BYTES
-    repair: bool = False
+    fsync: str = FSYNC.default
+    segment_bytes: int = SEGMENT_BYTES.default
+    repair: bool = REPAIR.default
 
     @property
     def kind(self) -> str:
         return "memory" if self.data_dir is None else "disk"
 
 
-def add_env_flag(parser: EnvArgumentParser, flag: str, *, env: str, help: str) -> None:
-    """An on/off flag, also switched on by `env` set to 1, true, yes or on."""
-    default = os.environ.get(env, "").strip().lower() in TRUE_WORDS
-    parser.add_argument(flag, action="store_true", default=default, help=f"{help} [env: ${env}]")
-
-
 # The secondary's default data directory, until its --id is known.
 DATA_DIR_BY_ID = Path(DATA_ROOT) / "<id>"
-
-
-def add_storage_arguments(parser: EnvArgumentParser, node_id: str | None = None) -> None:
-    """The storage flags; `node_id` names the default directory (None: the --id given)."""
-    parser.add_env_argument(
-        "--data-dir",
-        env=["REPLOG_DATA_DIR"],
-        default=Path(DATA_ROOT) / node_id if node_id else DATA_DIR_BY_ID,
-        type=Path,
-        help="directory for this node's log and state, relative to the working directory",
-    )
-    add_env_flag(
-        parser,
-        "--in-memory",
-        env="REPLOG_IN_MEMORY",
-        help="keep the log in memory only (demos, tests): a restart loses it",
-    )
-    parser.add_env_argument(
-        "--fsync",
-        env=["REPLOG_FSYNC"],
-        default="always",
-        choices=FSYNC_MODES,
-        help="always: an entry counts as held once fdatasync'ed (survives a power cut); "
-        "never: once written to the OS (survives a killed process, not a power cut)",
-    )
-    parser.add_env_argument(
-        "--segment-bytes",
-        env=["REPLOG_SEGMENT_BYTES"],
-        default=DEFAULT_SEGMENT_BYTES,
-        type=positive_int,
-        help="start a new log segment file once the current one reaches this size",
-    )
-    add_env_flag(
-        parser,
-        "--repair",
-        env="REPLOG_REPAIR",
-        help="start even if a log record mid-log is damaged: truncate the log there "
-        "(the rest is refilled from the master, or recovered from the secondaries)",
-    )
 
 
 def storage_config(args: argparse.Namespace, node_id: str) -> StorageConfig:
@@ -165,65 +326,6 @@ def storage_config(args: argparse.Namespace, node_id: str) -> StorageConfig:
         fsync=args.fsync,
         segment_bytes=args.segment_bytes,
         repair=args.repair,
-    )
-
-
-def positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be above 0")
-    return value
-
-
-TOKEN_ENV = "REPLOG_CLUSTER_TOKEN"
-TOKEN_FILE_ENV = "REPLOG_CLUSTER_TOKEN_FILE"
-
-
-def add_security_arguments(parser: EnvArgumentParser) -> None:
-    """The cluster token and TLS flags, the same on every node."""
-    # Not add_env_argument: its default (the token itself) would be printed by --help.
-    parser.add_argument(
-        "--cluster-token",
-        default=argparse.SUPPRESS,
-        metavar="TOKEN",
-        help="shared secret of the cluster: internal requests (registration, replication, "
-        "log export, member removal) must carry it as 'Authorization: Bearer TOKEN', and "
-        "this node sends it to its peers. Without one, internal endpoints are open to "
-        f"anyone who can reach the node [env: ${TOKEN_ENV}]",
-    )
-    parser.add_argument(
-        "--cluster-token-file",
-        default=argparse.SUPPRESS,
-        metavar="FILE",
-        type=Path,
-        help="read the cluster token from FILE (surrounding whitespace stripped) instead of "
-        f"--cluster-token, which keeps it out of the process list [env: ${TOKEN_FILE_ENV}]",
-    )
-    parser.add_env_argument(
-        "--tls-cert",
-        env=["REPLOG_TLS_CERT"],
-        default=None,
-        type=Path,
-        metavar="FILE",
-        help="serve HTTPS (and WSS for replication) with this PEM certificate (chain); "
-        "needs --tls-key",
-    )
-    parser.add_env_argument(
-        "--tls-key",
-        env=["REPLOG_TLS_KEY"],
-        default=None,
-        type=Path,
-        metavar="FILE",
-        help="the PEM private key of --tls-cert (unencrypted)",
-    )
-    parser.add_env_argument(
-        "--tls-ca",
-        env=["REPLOG_TLS_CA"],
-        default=None,
-        type=Path,
-        metavar="FILE",
-        help="verify the https/wss peers this node dials against this PEM CA bundle instead "
-        "of the system's CAs (peers are never left unverified)",
     )
 
 
@@ -300,37 +402,12 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-# -- HTTP timeouts (both nodes) ------------------------------------------------
-
-DEFAULT_IDLE_TIMEOUT = 60.0
-DEFAULT_BODY_TIMEOUT = 60.0
-
-
 @dataclass(frozen=True)
 class HttpTimeouts:
     """How long an HTTP connection may sit idle or send its request (seconds)."""
 
-    idle: float = DEFAULT_IDLE_TIMEOUT
-    body: float = DEFAULT_BODY_TIMEOUT
-
-
-def add_http_timeout_arguments(parser: EnvArgumentParser) -> None:
-    parser.add_env_argument(
-        "--idle-timeout",
-        env=["REPLOG_IDLE_TIMEOUT"],
-        default=DEFAULT_IDLE_TIMEOUT,
-        type=positive_float,
-        help="close an HTTP connection that stays idle this many seconds between requests, "
-        "or whose request headers take longer to arrive (replication streams are not affected)",
-    )
-    parser.add_env_argument(
-        "--body-timeout",
-        env=["REPLOG_BODY_TIMEOUT"],
-        default=DEFAULT_BODY_TIMEOUT,
-        type=positive_float,
-        help="close an HTTP connection whose request body takes longer than this many "
-        "seconds to arrive",
-    )
+    idle: float = IDLE_TIMEOUT.default
+    body: float = BODY_TIMEOUT.default
 
 
 def http_timeouts(args: argparse.Namespace) -> HttpTimeouts:

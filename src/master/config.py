@@ -1,54 +1,164 @@
-"""The master's one config object, from flags and environment variables."""
+"""The master's settings, declared once, and its one config object built from them.
+
+`python -m replog.master.config --markdown` prints the README's table of them.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from replog.common import wire
 from replog.common.config import (
+    DATA_ROOT,
+    HOST,
+    LOG_FORMAT,
+    SECURITY_SETTINGS,
+    TIMEOUT_SETTINGS,
     EnvArgumentParser,
     HttpTimeouts,
+    Setting,
     StorageConfig,
-    add_env_flag,
-    add_http_timeout_arguments,
-    add_security_arguments,
-    add_storage_arguments,
     cluster_token,
     http_timeouts,
+    markdown_table,
     non_negative_float,
     non_negative_int,
     port,
     positive_float,
     storage_config,
+    storage_settings,
     tls_config,
 )
 from replog.common.security import TlsConfig
+from replog.core import MASTER
+from replog.core.health import HealthPolicy
 
-DEFAULT_MAX_BODY_BYTES = wire.DEFAULT_MAX_ENTRY_BYTES
 # An entry travels in one replication frame, which secondaries bound (common.wire).
 MAX_BODY_BYTES_LIMIT = wire.MAX_ENTRY_BYTES_LIMIT
+# The failure detector's thresholds are the core's own defaults.
+_HEALTH = HealthPolicy()
+
+# -- every setting of the master, in the order of --help and the README ---------
+
+PORT = Setting("--port", ("REPLOG_PORT",), 5000, "listen port", port)
+SECONDARIES = Setting(
+    "--secondaries",
+    ("REPLOG_SECONDARIES",),
+    0,
+    "secondaries the cluster is meant to have; `N = 1 + max(K, registered)`",
+    non_negative_int,
+    metavar="K",
+)
+MAX_BODY_BYTES = Setting(
+    "--max-body-bytes",
+    ("REPLOG_MAX_BODY_BYTES",),
+    wire.DEFAULT_MAX_ENTRY_BYTES,
+    "largest `POST /` body; larger is `413` (at most 64 MiB; above 1 MiB, raise the "
+    "secondaries' `--max-entry-bytes` with it)",
+    non_negative_int,
+)
+RETRY_INITIAL = Setting(
+    "--retry-initial",
+    ("REPLOG_RETRY_INITIAL",),
+    0.05,
+    "first reconnect delay to a secondary (s), doubling per failure",
+    positive_float,
+)
+RETRY_MAX = Setting(
+    "--retry-max",
+    ("REPLOG_RETRY_MAX",),
+    1.0,
+    "reconnect delay cap (s); each delay is jittered between half and all of it",
+    positive_float,
+)
+HEARTBEAT_INTERVAL = Setting(
+    "--heartbeat-interval",
+    ("REPLOG_HEARTBEAT_INTERVAL",),
+    0.2,
+    "seconds between heartbeats to each secondary",
+    positive_float,
+)
+SUSPECT_AFTER = Setting(
+    "--suspect-after",
+    ("REPLOG_SUSPECT_AFTER",),
+    _HEALTH.suspect_after,
+    "silence (s) after which a secondary is `suspected` (still counts for quorum)",
+    positive_float,
+)
+UNHEALTHY_AFTER = Setting(
+    "--unhealthy-after",
+    ("REPLOG_UNHEALTHY_AFTER",),
+    _HEALTH.unhealthy_after,
+    "silence (s) after which a secondary is `unhealthy` (no longer counts for quorum; its "
+    "stream is dropped and reopened)",
+    positive_float,
+)
+WTIMEOUT = Setting(
+    "--wtimeout",
+    ("REPLOG_WTIMEOUT",),
+    0,
+    "default `wtimeout` in ms for requests without one; `0`: no limit",
+    non_negative_int,
+)
+RECOVERY_GRACE = Setting(
+    "--recovery-grace",
+    ("REPLOG_RECOVERY_GRACE",),
+    5.0,
+    "in-memory master only: after a restart, how long to wait for the remaining "
+    "secondaries once a majority reported",
+    non_negative_float,
+)
+RECOVER = Setting(
+    "--recover",
+    ("REPLOG_RECOVER",),
+    False,
+    'rebuild a master whose disk was lost from its secondaries (see "Epochs and master '
+    'restart"); needs `--secondaries`',
+    switch=True,
+)
+SETTINGS: tuple[Setting[Any], ...] = (
+    HOST,
+    PORT,
+    SECONDARIES,
+    MAX_BODY_BYTES,
+    *TIMEOUT_SETTINGS,
+    RETRY_INITIAL,
+    RETRY_MAX,
+    HEARTBEAT_INTERVAL,
+    SUSPECT_AFTER,
+    UNHEALTHY_AFTER,
+    WTIMEOUT,
+    RECOVERY_GRACE,
+    *storage_settings(Path(DATA_ROOT) / MASTER),
+    RECOVER,
+    *SECURITY_SETTINGS,
+    LOG_FORMAT,
+)
 
 
 @dataclass(frozen=True)
 class MasterConfig:
-    host: str = "127.0.0.1"
-    port: int = 5000
-    secondaries: int = 0
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    log_format: str = "json"
-    retry_initial: float = 0.05
-    retry_max: float = 1.0
-    heartbeat_interval: float = 0.2
-    suspect_after: float = 0.6
-    unhealthy_after: float = 2.0
-    wtimeout_ms: int = 0
-    recovery_grace: float = 5.0
+    host: str = HOST.default
+    port: int = PORT.default
+    secondaries: int = SECONDARIES.default
+    max_body_bytes: int = MAX_BODY_BYTES.default
+    log_format: str = LOG_FORMAT.default
+    retry_initial: float = RETRY_INITIAL.default
+    retry_max: float = RETRY_MAX.default
+    heartbeat_interval: float = HEARTBEAT_INTERVAL.default
+    suspect_after: float = SUSPECT_AFTER.default
+    unhealthy_after: float = UNHEALTHY_AFTER.default
+    wtimeout_ms: int = WTIMEOUT.default
+    recovery_grace: float = RECOVERY_GRACE.default
     storage: StorageConfig = field(default_factory=StorageConfig)
     # The shared secret internal requests carry (None: internal endpoints are open).
     cluster_token: str | None = field(default=None, repr=False)
     tls: TlsConfig = field(default_factory=TlsConfig)
-    recover: bool = False
+    recover: bool = RECOVER.default
     timeouts: HttpTimeouts = field(default_factory=HttpTimeouts)
 
     @property
@@ -63,91 +173,7 @@ def build_parser() -> EnvArgumentParser:
         description="Run the replog master: accepts writes on POST /, answers once "
         "w nodes hold them, and streams the log to every registered secondary.",
     )
-    parser.add_env_argument(
-        "--host", env=["REPLOG_HOST"], default="127.0.0.1", help="address to listen on"
-    )
-    parser.add_env_argument(
-        "--port", env=["REPLOG_PORT"], default=5000, type=port, help="port to listen on"
-    )
-    parser.add_env_argument(
-        "--secondaries",
-        env=["REPLOG_SECONDARIES"],
-        default=0,
-        type=non_negative_int,
-        help="how many secondaries the cluster is meant to have; the cluster size N is "
-        "1 + max(this, secondaries registered so far)",
-    )
-    parser.add_env_argument(
-        "--max-body-bytes",
-        env=["REPLOG_MAX_BODY_BYTES"],
-        default=DEFAULT_MAX_BODY_BYTES,
-        type=non_negative_int,
-        help="largest POST body accepted; larger ones get 413",
-    )
-    add_http_timeout_arguments(parser)
-    parser.add_env_argument(
-        "--retry-initial",
-        env=["REPLOG_RETRY_INITIAL"],
-        default=0.05,
-        type=positive_float,
-        help="first reconnect delay to a secondary, in seconds (doubles each failure)",
-    )
-    parser.add_env_argument(
-        "--retry-max",
-        env=["REPLOG_RETRY_MAX"],
-        default=1.0,
-        type=positive_float,
-        help="cap on the reconnect delay, in seconds (jittered between half and all of it)",
-    )
-    parser.add_env_argument(
-        "--heartbeat-interval",
-        env=["REPLOG_HEARTBEAT_INTERVAL"],
-        default=0.2,
-        type=positive_float,
-        help="seconds between heartbeats to each secondary",
-    )
-    parser.add_env_argument(
-        "--suspect-after",
-        env=["REPLOG_SUSPECT_AFTER"],
-        default=0.6,
-        type=positive_float,
-        help="a secondary silent this many seconds is 'suspected' (still counts for quorum)",
-    )
-    parser.add_env_argument(
-        "--unhealthy-after",
-        env=["REPLOG_UNHEALTHY_AFTER"],
-        default=2.0,
-        type=positive_float,
-        help="a secondary silent this many seconds is 'unhealthy' (does not count for "
-        "quorum; its stream is dropped and reopened)",
-    )
-    parser.add_env_argument(
-        "--wtimeout",
-        env=["REPLOG_WTIMEOUT"],
-        default=0,
-        type=non_negative_int,
-        help="default write-concern timeout in milliseconds for requests without "
-        "'wtimeout'; 0: wait without limit",
-    )
-    parser.add_env_argument(
-        "--recovery-grace",
-        env=["REPLOG_RECOVERY_GRACE"],
-        default=5.0,
-        type=non_negative_float,
-        help="in-memory master only: after a restart, once a majority has reported its "
-        "log, how long to wait for the other secondaries before adopting the best log",
-    )
-    add_storage_arguments(parser, "master")
-    add_env_flag(
-        parser,
-        "--recover",
-        env="REPLOG_RECOVER",
-        help="rebuild a master whose disk was lost: take no writes until every expected "
-        "secondary (--secondaries) has reported with data, then adopt the most "
-        "up-to-date log and the cluster's identity",
-    )
-    add_security_arguments(parser)
-    parser.add_log_format()
+    parser.add_settings(SETTINGS)
     return parser
 
 
@@ -179,3 +205,9 @@ def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
         tls=tls_config(parser, args),
         timeouts=http_timeouts(args),
     )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m replog.master.config --markdown")
+    print(markdown_table(SETTINGS), end="")

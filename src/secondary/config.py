@@ -1,30 +1,141 @@
-"""The secondary's one config object, from flags and environment variables."""
+"""A secondary's settings, declared once, and its one config object built from them.
+
+`python -m replog.secondary.config --markdown` prints the README's table of them.
+"""
 
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from replog.common import wire
 from replog.common.config import (
+    CLUSTER_TOKEN,
+    CLUSTER_TOKEN_FILE,
+    DATA_DIR_BY_ID,
+    HOST,
+    LOG_FORMAT,
+    TIMEOUT_SETTINGS,
+    TLS_CA,
+    TLS_CERT,
+    TLS_KEY,
     EnvArgumentParser,
     HttpTimeouts,
+    Setting,
     StorageConfig,
-    add_http_timeout_arguments,
-    add_security_arguments,
-    add_storage_arguments,
     cluster_token,
     http_timeouts,
+    markdown_table,
     non_negative_float,
     non_negative_int,
     port,
     positive_float,
     storage_config,
+    storage_settings,
     tls_config,
 )
 from replog.common.security import TlsConfig
 from replog.common.urls import node_url
+
+# -- every setting of a secondary, in the order of --help and the README ----------
+
+PORT = Setting("--port", ("REPLOG_PORT",), 5001, "listen port", port)
+MASTER_URL: Setting[str | None] = Setting(
+    "--master",
+    ("MASTER_URL",),
+    None,
+    "the master, e.g. `http://127.0.0.2:5000`",
+    node_url,
+    metavar="URL",
+    shown="required",
+)
+SECONDARY_ID: Setting[str | None] = Setting(
+    "--id",
+    ("SECONDARY_ID",),
+    None,
+    f"unique name (not `master`): 1 to {wire.MAX_ID_CHARS} characters, none a control character",
+    metavar="NAME",
+    shown="required",
+)
+DELAY = Setting(
+    "--delay",
+    ("SECONDARY_DELAY", "SECONDARY_DELAYS"),
+    0.0,
+    "hold each replication batch `S` seconds before applying and acknowledging it",
+    non_negative_float,
+    metavar="S",
+)
+ADVERTISE: Setting[str | None] = Setting(
+    "--advertise",
+    ("SECONDARY_ADVERTISE_URL",),
+    None,
+    "URL the master uses to reach this node (needed behind Docker or NAT)",
+    node_url,
+    metavar="URL",
+    shown="`http://HOST:PORT` (`https://` with `--tls-cert`)",
+)
+RETRY_INITIAL = Setting(
+    "--retry-initial",
+    ("REPLOG_RETRY_INITIAL",),
+    0.05,
+    "first registration retry delay (s), doubling per failure",
+    positive_float,
+)
+RETRY_MAX = Setting(
+    "--retry-max",
+    ("REPLOG_RETRY_MAX",),
+    1.0,
+    "registration retry delay cap (s)",
+    positive_float,
+)
+MASTER_TIMEOUT = Setting(
+    "--master-timeout",
+    ("REPLOG_MASTER_TIMEOUT",),
+    3.0,
+    "drop the stream and register again after this many seconds without a message (batch "
+    "or heartbeat) from the master",
+    positive_float,
+)
+MAX_ENTRY_BYTES = Setting(
+    "--max-entry-bytes",
+    ("REPLOG_MAX_ENTRY_BYTES",),
+    wire.DEFAULT_MAX_ENTRY_BYTES,
+    "largest entry the master may send: set it to the master's `--max-body-bytes` (at most "
+    "64 MiB); a replication frame over `max(1 MiB, this) + 1 KiB` drops the stream",
+    non_negative_int,
+)
+SECONDARY_TLS_CERT = replace(
+    TLS_CERT,
+    help=f"{TLS_CERT.help}; the default `--advertise` becomes `https://HOST:PORT`",
+)
+SECONDARY_TLS_CA = replace(
+    TLS_CA,
+    help="verify the master's certificate when registering over https against this PEM CA "
+    "bundle (never unverified); `--master` must then be `https://`",
+)
+SETTINGS: tuple[Setting[Any], ...] = (
+    HOST,
+    PORT,
+    MASTER_URL,
+    SECONDARY_ID,
+    DELAY,
+    ADVERTISE,
+    RETRY_INITIAL,
+    RETRY_MAX,
+    MASTER_TIMEOUT,
+    *TIMEOUT_SETTINGS,
+    MAX_ENTRY_BYTES,
+    *storage_settings(DATA_DIR_BY_ID),
+    CLUSTER_TOKEN,
+    CLUSTER_TOKEN_FILE,
+    SECONDARY_TLS_CERT,
+    TLS_KEY,
+    SECONDARY_TLS_CA,
+    LOG_FORMAT,
+)
 
 
 @dataclass(frozen=True)
@@ -33,14 +144,14 @@ class SecondaryConfig:
     port: int
     master_url: str
     secondary_id: str
-    delay: float = 0.0
+    delay: float = DELAY.default
     advertise_url: str = ""
-    log_format: str = "json"
-    retry_initial: float = 0.05
-    retry_max: float = 1.0
-    master_timeout: float = 3.0
+    log_format: str = LOG_FORMAT.default
+    retry_initial: float = RETRY_INITIAL.default
+    retry_max: float = RETRY_MAX.default
+    master_timeout: float = MASTER_TIMEOUT.default
     # The largest entry the master may send: its --max-body-bytes.
-    max_entry_bytes: int = wire.DEFAULT_MAX_ENTRY_BYTES
+    max_entry_bytes: int = MAX_ENTRY_BYTES.default
     storage: StorageConfig = field(default_factory=StorageConfig)
     # The shared secret internal requests carry (None: internal endpoints are open).
     cluster_token: str | None = field(default=None, repr=False)
@@ -72,76 +183,7 @@ def build_parser() -> EnvArgumentParser:
         description="Run a replog secondary: registers with the master (retrying until it "
         "answers), receives the log over a replication stream and serves GET /.",
     )
-    parser.add_env_argument(
-        "--host", env=["REPLOG_HOST"], default="127.0.0.1", help="address to listen on"
-    )
-    parser.add_env_argument(
-        "--port", env=["REPLOG_PORT"], default=5001, type=port, help="port to listen on"
-    )
-    parser.add_env_argument(
-        "--master",
-        env=["MASTER_URL"],
-        default=None,
-        type=node_url,
-        help="the master's URL, e.g. http://127.0.0.2:5000 (required)",
-    )
-    parser.add_env_argument(
-        "--id",
-        env=["SECONDARY_ID"],
-        default=None,
-        help="this secondary's name, unique in the cluster (required)",
-    )
-    parser.add_env_argument(
-        "--delay",
-        env=["SECONDARY_DELAY", "SECONDARY_DELAYS"],
-        default=0.0,
-        type=non_negative_float,
-        help="artificial delay: hold each replication batch this many seconds before "
-        "applying and acknowledging it",
-    )
-    parser.add_env_argument(
-        "--advertise",
-        env=["SECONDARY_ADVERTISE_URL"],
-        default=None,
-        type=node_url,
-        help="URL the master should use to reach this node [default: http://HOST:PORT, "
-        "https://HOST:PORT with --tls-cert]",
-    )
-    parser.add_env_argument(
-        "--retry-initial",
-        env=["REPLOG_RETRY_INITIAL"],
-        default=0.05,
-        type=positive_float,
-        help="first registration retry delay, in seconds (doubles each failure)",
-    )
-    parser.add_env_argument(
-        "--retry-max",
-        env=["REPLOG_RETRY_MAX"],
-        default=1.0,
-        type=positive_float,
-        help="cap on the registration retry delay, in seconds",
-    )
-    parser.add_env_argument(
-        "--master-timeout",
-        env=["REPLOG_MASTER_TIMEOUT"],
-        default=3.0,
-        type=positive_float,
-        help="drop the replication stream and register again after this many seconds "
-        "without a message (batch or heartbeat) from the master",
-    )
-    parser.add_env_argument(
-        "--max-entry-bytes",
-        env=["REPLOG_MAX_ENTRY_BYTES"],
-        default=wire.DEFAULT_MAX_ENTRY_BYTES,
-        type=non_negative_int,
-        help="largest entry the master may send: set it to the master's --max-body-bytes "
-        f"(at most {wire.MAX_ENTRY_BYTES_LIMIT}); a replication frame over "
-        "max(1 MiB, this) + 1 KiB drops the stream",
-    )
-    add_http_timeout_arguments(parser)
-    add_storage_arguments(parser)
-    add_security_arguments(parser)
-    parser.add_log_format()
+    parser.add_settings(SETTINGS)
     return parser
 
 
@@ -178,3 +220,9 @@ def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
         tls=tls_config(parser, args),
         timeouts=http_timeouts(args),
     )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m replog.secondary.config --markdown")
+    print(markdown_table(SETTINGS), end="")

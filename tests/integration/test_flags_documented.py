@@ -1,10 +1,12 @@
-"""Every flag of each node is in the README's table for it, with the same variables, and back."""
+"""Every flag of each node is in the README's table for it, with the same variables, and back;
+the tables are exactly what the declarations of the settings generate."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,15 @@ import pytest
 from support.cluster import BIN
 
 README = Path(__file__).parents[2] / "README.md"
+# Each console script and the module that declares its settings.
+DECLARED_IN = {
+    "replog-master": "replog.master.config",
+    "replog-secondary": "replog.secondary.config",
+}
 
 
-def readme_table(script: str) -> dict[str, set[str]]:
-    """flag -> environment variables, from the table under "`<script>`" in README.md."""
+def readme_rows(script: str) -> list[str]:
+    """The lines of the table under "`<script>`" in README.md, header included."""
     text = README.read_text()
     start = text.index(f"`{script}`\n\n| flag |")
     rows = []
@@ -23,6 +30,12 @@ def readme_table(script: str) -> dict[str, set[str]]:
         if not line.startswith("|"):
             break
         rows.append(line)
+    return rows
+
+
+def readme_table(script: str) -> dict[str, set[str]]:
+    """flag -> environment variables, from the table under "`<script>`" in README.md."""
+    rows = readme_rows(script)
     table = {}
     for row in rows[2:]:  # after the header and the |---| line
         flag_cell, env_cell = (cell.strip() for cell in row.strip("|").split("|")[:2])
@@ -52,3 +65,17 @@ def help_flags(script: str) -> dict[str, set[str]]:
 @pytest.mark.parametrize("script", ["replog-master", "replog-secondary"])
 def test_help_and_readme_list_the_same_flags_and_variables(script):
     assert readme_table(script) == help_flags(script)
+
+
+@pytest.mark.parametrize("script", ["replog-master", "replog-secondary"])
+def test_readme_table_is_what_the_declaration_generates(script):
+    """A default, variable or help text changed on one side only fails here; regenerate
+    the table with `python -m <module> --markdown`."""
+    generated = subprocess.run(
+        [sys.executable, "-m", DECLARED_IN[script], "--markdown"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    assert readme_rows(script) == generated.splitlines()
