@@ -1,7 +1,9 @@
-"""Helpers for config objects built from command-line flags and environment variables.
+"""Settings declared once, and the parser and config objects built from them.
 
-A flag given on the command line wins; otherwise its environment variable;
-otherwise the documented default. `--help` shows the variable for each flag.
+Each role lists its `Setting`s (master.config, secondary.config; the shared ones
+are here). A flag given on the command line wins; otherwise its environment
+variable; otherwise the declared default. `--help` shows each flag's variables
+and default, and the README's flag tables are generated from the same list.
 """
 
 from __future__ import annotations
