@@ -1,4 +1,8 @@
-"""The replication stream's messages (one WebSocket frame each), and their bounds.
+"""The replication stream's codec (one WebSocket frame per message), and its bounds.
+
+The messages themselves, and the protocol's rules between them, are core.stream's
+(Hello, Sync, Append, Heartbeat, Ack; MasterStream, SecondaryStream): this module
+turns them into bytes and back (`encode`, `decode_message`), checking every frame.
 
 The master connects to the secondary's
 /replication?epoch=E&secondary=ID&cluster=C&max_frame=F
@@ -50,7 +54,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, TypeGuard
 
 import orjson
@@ -58,6 +62,7 @@ import orjson
 from replog.core import limits
 from replog.core.entry import Entry, WireEntry, wire_bytes
 from replog.core.limits import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_EPOCH_RUNS
+from replog.core.stream import Ack, Append, Heartbeat, Hello, Message, Sync
 from replog.core.write_request import is_client_id
 
 REPLICATION_PATH = "/replication"
@@ -119,28 +124,16 @@ def frame_limit(max_entry_bytes: int) -> int:
 class WireError(ValueError):
     """A stream message that does not follow the protocol."""
 
-
-@dataclass(frozen=True, slots=True)
-class Hello:
-    secondary: str
-    incarnation: str
-    contiguous_seq: int
-    durable_seq: int
-    last_epoch: int
-    sync_epoch: int
-    epoch_runs: list[list[int]]
+    def __init__(self, reason: str, frame: str | None = None) -> None:
+        super().__init__(reason)
+        # The frame's type, once it is known to be one the receiver expects.
+        self.frame = frame
 
 
-@dataclass(frozen=True, slots=True)
-class Sync:
-    epoch: int
-    keep: int
-    epoch_start: int
-
-
-def encode_append(items: list[WireEntry]) -> bytes:
-    """`items`: entries in wire form, [seq, epoch, id, message] each."""
-    return orjson.dumps({"type": "append", "entries": items})
+def encode_append(entries: Sequence[Entry] | Sequence[WireEntry]) -> bytes:
+    """`entries`: Entry objects or wire items, [seq, epoch, id, message] each."""
+    # orjson writes lists, not named tuples; map(list) is the cheapest conversion.
+    return orjson.dumps({"type": "append", "entries": list(map(list, entries))})
 
 
 def encode_ack(contiguous_seq: int) -> bytes:
@@ -151,8 +144,31 @@ def encode_sync(epoch: int, keep: int, epoch_start: int) -> bytes:
     return orjson.dumps({"type": "sync", "epoch": epoch, "keep": keep, "epoch_start": epoch_start})
 
 
-def encode_hello(hello: dict[str, Any]) -> bytes:
+def encode_hello(hello: Hello | dict[str, Any]) -> bytes:
+    if isinstance(hello, Hello):
+        hello = {
+            "secondary": hello.secondary,
+            "contiguous_seq": hello.contiguous_seq,
+            "durable_seq": hello.durable_seq,
+            "last_epoch": hello.last_epoch,
+            "sync_epoch": hello.sync_epoch,
+            "epoch_runs": hello.epoch_runs,
+            "incarnation": hello.incarnation,
+        }
     return orjson.dumps({"type": "hello", **hello})
+
+
+def encode(message: Message) -> bytes:
+    """One message of the stream (core.stream) as its frame."""
+    if isinstance(message, Append):
+        return encode_append(message.entries)
+    if isinstance(message, Ack):
+        return encode_ack(message.contiguous_seq)
+    if isinstance(message, Heartbeat):
+        return HEARTBEAT
+    if isinstance(message, Sync):
+        return encode_sync(message.epoch, message.keep, message.epoch_start)
+    return encode_hello(message)
 
 
 def decode(raw: str | bytes, *expected_types: str) -> dict[str, Any]:
@@ -297,6 +313,27 @@ def decode_append(doc: dict[str, Any]) -> list[Entry]:
     entries = decode_entries(doc)
     check_run(entries)
     return entries
+
+
+def decode_message(raw: str | bytes, *expected_types: str) -> Message:
+    """A frame of one of `expected_types`, checked whole, as its message (core.stream).
+
+    The WireError's `frame` names the frame's type once that is known."""
+    doc = decode(raw, *expected_types)
+    kind = doc["type"]
+    try:
+        if kind == "append":
+            return Append(decode_append(doc))
+        if kind == "ack":
+            return Ack(decode_seq(doc))
+        if kind == "heartbeat":
+            return Heartbeat()
+        if kind == "sync":
+            return decode_sync(doc)
+        return decode_hello(doc)
+    except WireError as exc:
+        exc.frame = kind
+        raise
 
 
 def log_page(entries: list[Entry], max_bytes: int = LOG_PAGE_BYTES) -> bytes:

@@ -35,6 +35,7 @@ secondary holds any entry that master created.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from replog.core.entry import Entry, PublicMessage
@@ -176,7 +177,7 @@ class FollowerLog:
         self.out_of_order.clear()
         self.buffered_bytes = 0
 
-    def apply(self, entries: list[Entry], master_epoch: int | None = None) -> ApplyResult:
+    def apply(self, entries: Sequence[Entry], master_epoch: int | None = None) -> ApplyResult:
         """Apply a batch from the master of `master_epoch` (None: whatever epoch).
 
         A batch outside the bounds is refused whole (`result.refused` says
@@ -194,7 +195,7 @@ class FollowerLog:
             self._apply_one(entry, result)
         return result
 
-    def _refusal(self, entries: list[Entry], master_epoch: int | None) -> str | None:
+    def _refusal(self, entries: Sequence[Entry], master_epoch: int | None) -> str | None:
         """Why no correct master could have sent this batch now, or None.
 
         Checked before anything changes, in one pass that allocates nothing

@@ -96,12 +96,17 @@ class SecondaryProgress:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Entries seq_from..seq_to for one secondary, in wire form ([seq, epoch, id, message])."""
+    """Entries seq_from..seq_to for one secondary."""
 
     secondary_id: str
     seq_from: int
     seq_to: int
-    items: list[WireEntry]
+    entries: list[Entry]
+
+    @property
+    def items(self) -> list[WireEntry]:
+        """The entries in wire form, [seq, epoch, id, message] each."""
+        return [entry.to_wire() for entry in self.entries]
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,8 +489,10 @@ class ReplicationLog:
         start = progress.sent_seq
         stop = min(start + self.max_batch_entries, self.last_seq)
         count = self._batch_length(start, stop)
-        items = [
-            [seq, self.epoch_at(seq), client_id, message]
+        # tuple.__new__: twice as fast as Entry(...), and batches are the hot path.
+        new = tuple.__new__
+        entries = [
+            new(Entry, (seq, self.epoch_at(seq), client_id, message))
             for seq, client_id, message in zip(
                 range(start + 1, start + count + 1),
                 self._ids[start : start + count],
@@ -493,10 +500,10 @@ class ReplicationLog:
                 strict=True,
             )
         ]
-        first, last = start + 1, start + len(items)
+        first, last = start + 1, start + len(entries)
         progress.sent_seq = last
         progress.inflight.append(last)
-        return Batch(secondary_id, first, last, items)
+        return Batch(secondary_id, first, last, entries)
 
     def _batch_length(self, start: int, stop: int) -> int:
         """How many of the entries start+1..stop fit one frame: at most max_batch_bytes

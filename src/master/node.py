@@ -14,18 +14,17 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
 from replog.common.loop import cancel_and_wait
 from replog.common.security import PeerClient
-from replog.common.wire import Hello
 from replog.core import (
     LENIENT,
     MASTER,
     OPEN,
     Appended,
-    Batch,
     ClusterMismatch,
     Health,
     HealthPolicy,
@@ -45,9 +44,10 @@ from replog.core import (
     start_mode,
 )
 from replog.core.limits import MAX_ADOPTED_EPOCH
+from replog.core.stream import MasterStream
 from replog.master.config import MasterConfig
 from replog.master.recovery_fetch import FetchError, check_fetched, fetch_log
-from replog.master.replicator import SecondaryLink
+from replog.master.replicator import LinkHost, SecondaryLink
 from replog.storage.node_store import NodeStore, StoreError, open_store
 from replog.storage.segments import gc_paused
 
@@ -91,16 +91,38 @@ class WriteOutcome:
         }
 
 
+class Link(Protocol):
+    """What the node needs from a replication link to one secondary."""
+
+    def start(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def restart(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# Makes the link to one secondary (tests substitute their own).
+LinkFactory = Callable[[LinkHost, str, MasterConfig], Link]
+
+
 class MasterNode:
-    def __init__(self, config: MasterConfig, store: NodeStore | None = None) -> None:
+    def __init__(
+        self,
+        config: MasterConfig,
+        store: NodeStore | None = None,
+        link_factory: LinkFactory = SecondaryLink,
+    ) -> None:
         self.config = config
+        self._link_factory = link_factory
         self.store = store or open_store(data_dir=None, node=MASTER, role="master")
         self.log = ReplicationLog(
             epoch=None,
             expected_secondaries=config.secondaries,
             health=HealthPolicy(config.suspect_after, config.unhealthy_after),
         )
-        self.links: dict[str, SecondaryLink] = {}
+        self.links: dict[str, Link] = {}
         # The requests it dials to secondaries: the cluster token, and TLS verification.
         self.peers = PeerClient(config.cluster_token, config.tls)
         self.opened = asyncio.Event()
@@ -311,9 +333,10 @@ class MasterNode:
 
     def _durable(self, seq: int) -> None:
         """The master's own copy of 1..seq is on disk: it now counts as a holder."""
-        self._resolve(self.log.mark_durable(seq))
+        self.resolve(self.log.mark_durable(seq))
 
-    def _resolve(self, satisfied: list[Satisfied]) -> None:
+    def resolve(self, satisfied: list[Satisfied]) -> None:
+        """Answer the writers whose write concern is met (from the core's events)."""
         for item in satisfied:
             waiter = item.token
             if isinstance(waiter, asyncio.Future) and not waiter.done():
@@ -400,7 +423,7 @@ class MasterNode:
                 self.store.update_state(epoch=report.seen_epoch)
         link = self.links.get(secondary_id)
         if link is None:
-            link = SecondaryLink(self, secondary_id, self.config)
+            link = self._link_factory(self, secondary_id, self.config)
             self.links[secondary_id] = link
             link.start()
         else:
@@ -431,81 +454,15 @@ class MasterNode:
         if link is not None:
             await link.stop()
 
-    def url_of(self, secondary_id: str) -> str:
+    def url_of(self, secondary_id: str) -> str | None:
+        """The secondary's URL; None once it has been removed."""
+        if not self.log.is_member(secondary_id):
+            return None
         return self.log.progress(secondary_id).url
 
-    def stream_opened(self, secondary_id: str, hello: Hello) -> tuple[int, int]:
-        """Match the secondary's log against ours; returns (epoch, keep) for `sync`."""
-        assert self.log.epoch is not None
-        length = hello.contiguous_seq
-        keep = self.log.matching_prefix(hello.epoch_runs, length)
-        satisfied = self.log.stream_opened(
-            secondary_id, keep, time.monotonic(), durable=hello.durable_seq
-        )
-        self._resolve(satisfied)
-        if keep < length:
-            log.warning(
-                "secondary_log_truncated",
-                secondary=secondary_id,
-                keep=keep,
-                seq_from=keep + 1,
-                seq_to=length,
-                discarded=length - keep,
-            )
-        log.info(
-            "stream_opened",
-            secondary=secondary_id,
-            contiguous_seq=length,
-            keep=keep,
-            last_seq=self.log.last_seq,
-            epoch=self.log.epoch,
-        )
-        return self.log.epoch, keep
-
-    def stream_closed(self, secondary_id: str, was_open: bool) -> None:
-        if not self.log.is_member(secondary_id):
-            return  # removed: its link is stopping
-        if was_open:
-            progress = self.log.progress(secondary_id)
-            log.info("stream_closed", secondary=secondary_id, acked_seq=progress.acked_seq)
-        self.log.stream_closed(secondary_id)
-
-    def next_batch(self, secondary_id: str) -> Batch | None:
-        if not self.log.is_member(secondary_id):
-            return None  # removed: its link is stopping
-        batch = self.log.next_batch(secondary_id)
-        if batch is not None:
-            log.info(
-                "replication_send",
-                secondary=secondary_id,
-                seq_from=batch.seq_from,
-                seq_to=batch.seq_to,
-                count=len(batch.items),
-            )
-        return batch
-
-    def acked(self, secondary_id: str, contiguous_seq: int) -> None:
-        """Raises core.AckBeyondSent for an ACK of entries the stream never carried."""
-        if not self.log.is_member(secondary_id):
-            return  # removed: its link is stopping
-        before = self.log.progress(secondary_id).acked_seq
-        satisfied = self.log.record_ack(secondary_id, contiguous_seq, time.monotonic())
-        after = self.log.progress(secondary_id).acked_seq
-        if after > before:
-            log.info(
-                "ack",
-                secondary=secondary_id,
-                seq_from=before + 1,
-                seq_to=after,
-                acked_seq=after,
-            )
-        self._resolve(satisfied)
-
-    def status_of(self, secondary_id: str) -> Health:
-        """Judged now: a stream that just opened must not be dropped on a stale verdict."""
-        if not self.log.is_member(secondary_id):
-            return Health.UNHEALTHY  # removed: its link is stopping
-        return self.log.current_status(secondary_id, time.monotonic())
+    def open_stream(self, secondary_id: str) -> MasterStream:
+        """The protocol state of one connection session of a link (core.stream)."""
+        return MasterStream(self.log, secondary_id, self.config.heartbeat_interval)
 
     # -- health, quorum, recovery -----------------------------------------
 
@@ -525,9 +482,9 @@ class MasterNode:
             )
             link = self.links.get(change.secondary_id)
             if link is not None and change.after == Health.UNHEALTHY:
-                # Silent too long: the connection may be dead without knowing it
-                # (a cut link sends no RST), and a blocked write would never end.
-                link.drop_connection()
+                # Let its stream look now: dropping a silent secondary's stream is
+                # the stream's decision (core.stream.MasterStream.poll).
+                link.wake()
         reason = self.log.read_only_reason()
         if reason != self._read_only_reason:
             if reason is None:

@@ -6,8 +6,10 @@ replication slow. One long-lived stream per secondary carries batches in
 order, lets the master pipeline several batches before the first ACK, and
 lets the secondary acknowledge asynchronously, with no extra dependency.
 
-The link only moves bytes: what to send and what an ACK means is decided by
-the core through `MasterNode`.
+The link only moves bytes and arms timers: what to send, what a frame means
+and when to drop a stream is decided by the core's `MasterStream`, one per
+connection session. What the link needs from the master node is `LinkHost`
+(the node is given a factory of links, so nothing here imports it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlencode
 
 import structlog
@@ -27,13 +31,47 @@ from replog.common import wire
 from replog.common.backoff import Backoff
 from replog.common.loop import cancel_and_wait
 from replog.common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, TOO_BIG, FrameLimit
-from replog.core import AckBeyondSent, Health
+from replog.core import Satisfied
+from replog.core.stream import (
+    Append,
+    Close,
+    CloseKind,
+    MasterEffect,
+    MasterStream,
+    Opened,
+    Progress,
+    Resolve,
+    Send,
+    Working,
+)
 
 if TYPE_CHECKING:
+    from replog.common.security import PeerClient
     from replog.master.config import MasterConfig
-    from replog.master.node import MasterNode
 
 log = structlog.get_logger("replog.master")
+
+
+class LinkHost(Protocol):
+    """What a link needs from the master node."""
+
+    # Set once the master has its log: a restarted master streams nothing before.
+    opened: asyncio.Event
+    cluster_id: str | None
+    # Dials with the cluster token, and verifies the secondary's certificate.
+    peers: PeerClient
+
+    def url_of(self, secondary_id: str) -> str | None:
+        """The secondary's URL; None once it has been removed."""
+        ...
+
+    def open_stream(self, secondary_id: str) -> MasterStream:
+        """A new protocol state machine for one connection session."""
+        ...
+
+    def resolve(self, satisfied: list[Satisfied]) -> None:
+        """Answer the writers whose write concern is now met."""
+        ...
 
 
 class PeerMismatch(Exception):
@@ -64,14 +102,14 @@ def _close_if_connected(future: asyncio.Future) -> None:
 class SecondaryLink:
     """Keeps a replication stream to one secondary open, reconnecting forever.
 
-    Each connection attempt runs as its own task (a session). `restart()`
-    cancels the current session outright, so nothing an old session reads
-    (a late hello or ACK) can reach the core after the secondary registered
-    again.
+    Each connection attempt runs as its own task (a session) with its own
+    `MasterStream`. `restart()` cancels the current session outright, so
+    nothing an old session reads (a late hello or ACK) can reach the core
+    after the secondary registered again.
     """
 
-    def __init__(self, node: MasterNode, secondary_id: str, config: MasterConfig) -> None:
-        self.node = node
+    def __init__(self, host: LinkHost, secondary_id: str, config: MasterConfig) -> None:
+        self.host = host
         self.secondary_id = secondary_id
         self.config = config
         self._backoff = Backoff(initial=config.retry_initial, maximum=config.retry_max)
@@ -85,8 +123,9 @@ class SecondaryLink:
         self._limit = FrameLimit(wire.MASTER_READ_LIMIT)
         self._task: asyncio.Task[None] | None = None
         self._session_task: asyncio.Task[None] | None = None
-        # The connection while a session is streaming (after hello and sync).
-        self._stream: WebSocketClientConnection | None = None
+        # The connection and its protocol state while a session is streaming
+        # (after hello and sync).
+        self._live: tuple[WebSocketClientConnection, MasterStream] | None = None
         self._send_soon = False
         self._stopped = False
         # The last stream ended over a frame one end refused (cleared by a good ACK).
@@ -96,12 +135,9 @@ class SecondaryLink:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def wake(self) -> None:
-        """New entries or an ACK: send soon if the stream is idle, else let the loop run."""
-        if (
-            self._stream is not None
-            and not self._send_soon
-            and self.node.log.idle(self.secondary_id)
-        ):
+        """New entries, an ACK, a status change: send soon if the stream is idle, else
+        let the loop run (it polls the stream, which decides what is due)."""
+        if self._live is not None and not self._send_soon and self._live[1].idle:
             # Nothing in flight: this is the latency path (one client, say), so
             # skip the hop through the send loop, yet let the current callback
             # (a handler answering a w=1 write) finish first. Under load something
@@ -114,13 +150,25 @@ class SecondaryLink:
 
     def _send_now(self) -> None:
         self._send_soon = False
-        if self._stream is not None:
-            self._send_batches(self._stream)
+        if self._live is not None:
+            conn, stream = self._live
+            self._write(conn, stream.batches())
 
-    def _send_batches(self, conn: WebSocketClientConnection) -> None:
+    def _write(self, conn: WebSocketClientConnection, sends: Sequence[Send]) -> None:
         try:
-            while (batch := self.node.next_batch(self.secondary_id)) is not None:
-                conn.write_message(wire.encode_append(batch.items)).add_done_callback(_ignore)
+            for send in sends:
+                message = send.message
+                if isinstance(message, Append):
+                    entries = message.entries
+                    log.info(
+                        "replication_send",
+                        secondary=self.secondary_id,
+                        seq_from=entries[0].seq,
+                        seq_to=entries[-1].seq,
+                        count=len(entries),
+                    )
+                # Never awaited: a peer that stopped reading must not block the link.
+                conn.write_message(wire.encode(message)).add_done_callback(_ignore)
         except WebSocketClosedError:
             pass  # the session notices and ends; unacknowledged entries are resent
 
@@ -138,8 +186,8 @@ class SecondaryLink:
         if self._session_task is not None:
             self._session_task.cancel()
 
-    def drop_connection(self) -> None:
-        """Abort the current stream (declared unhealthy); the link dials again.
+    def _abort(self) -> None:
+        """Abort the current connection; the link dials again.
 
         Aborted, not closed: a graceful close waits for the peer's close frame,
         which a hung or cut-off peer never sends.
@@ -161,7 +209,7 @@ class SecondaryLink:
 
     async def _run(self) -> None:
         # A restarted master streams nothing before it has recovered the log.
-        await self.node.opened.wait()
+        await self.host.opened.wait()
         loop = asyncio.get_running_loop()
         while not self._stopped:
             self._restart.clear()
@@ -177,7 +225,7 @@ class SecondaryLink:
                     log.error(
                         "stream_unauthorized",
                         secondary=self.secondary_id,
-                        url=self._url(),
+                        url=self.host.url_of(self.secondary_id),
                         error="the secondary refused the cluster token (401): give every "
                         "node the same --cluster-token",
                     )
@@ -188,7 +236,7 @@ class SecondaryLink:
                 log.error(
                     "stream_tls_error",
                     secondary=self.secondary_id,
-                    url=self._url(),
+                    url=self.host.url_of(self.secondary_id),
                     error=f"{exc} (is --tls-ca the CA that signed the secondary's certificate?)",
                 )
             except CONNECT_ERRORS as exc:
@@ -208,36 +256,23 @@ class SecondaryLink:
                 async with asyncio.timeout(delay):
                     await self._restart.wait()
 
-    def _url(self) -> str | None:
-        """The secondary's URL, for a log line (None once it has been removed)."""
-        if not self.node.log.is_member(self.secondary_id):
-            return None
-        return self.node.url_of(self.secondary_id)
-
     async def _session(self) -> None:
-        opened = False
+        stream = self.host.open_stream(self.secondary_id)
         try:
-            conn = await self._connect()
+            conn = await self._connect(stream.epoch)
             async with asyncio.timeout(self.config.unhealthy_after):
                 raw = await conn.read_message()
             if raw is None:
                 self._log_closed(conn, "hello")
                 return
-            try:
-                hello = wire.decode_hello(wire.decode(raw, "hello"))
-            except wire.WireError as exc:
-                self._refuse(conn, str(exc), "hello")
+            if not self._carry_out(conn, self._receive(stream, raw)):
                 return
-            self._check_identity(hello)
-            epoch, keep = self.node.stream_opened(self.secondary_id, hello)
-            opened = True
-            await conn.write_message(wire.encode_sync(epoch, keep, self.node.log.epoch_start))
-            reader = asyncio.get_running_loop().create_task(self._read_acks(conn))
-            self._stream = conn
+            reader = asyncio.get_running_loop().create_task(self._read_acks(conn, stream))
+            self._live = (conn, stream)
             try:
-                await self._send_loop(conn, reader)
+                await self._send_loop(conn, stream, reader)
             finally:
-                self._stream = None
+                self._live = None
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, *CONNECT_ERRORS):
                     await reader
@@ -245,15 +280,81 @@ class SecondaryLink:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            self.node.stream_closed(self.secondary_id, was_open=opened)
+            ended = stream.end()
+            if ended is not None and ended.was_open:
+                log.info("stream_closed", secondary=self.secondary_id, acked_seq=ended.acked_seq)
 
-    def _refuse(self, conn: WebSocketClientConnection, reason: str, frame: str) -> None:
-        """Drop a stream over a frame no correct secondary sends; we dial again later."""
-        self._refused = True
-        log.warning(
-            "bad_replication_message", secondary=self.secondary_id, frame=frame, reason=reason
+    def _receive(self, stream: MasterStream, raw: str | bytes) -> list[MasterEffect]:
+        """A frame from the secondary, decoded and handed to the stream."""
+        try:
+            message = wire.decode_message(raw, *stream.expecting)
+        except wire.WireError as exc:
+            return stream.violation(str(exc))
+        return stream.receive(message, time.monotonic())
+
+    def _carry_out(self, conn: WebSocketClientConnection, effects: list[MasterEffect]) -> bool:
+        """Do what the stream decided; False once it closed."""
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._write(conn, [effect])
+            elif isinstance(effect, Resolve):
+                self.host.resolve(effect.satisfied)
+            elif isinstance(effect, Progress):
+                log.info(
+                    "ack",
+                    secondary=self.secondary_id,
+                    seq_from=effect.seq_from,
+                    seq_to=effect.seq_to,
+                    acked_seq=effect.seq_to,
+                )
+            elif isinstance(effect, Working):
+                # A working stream (it took what it was sent): the next dial after
+                # it ends is at once. A peer that refuses or breaks what it is sent
+                # (the ACK answering sync proves nothing yet) waits out the backoff.
+                self._backoff.reset()
+                self._refused = False
+            elif isinstance(effect, Opened):
+                self._log_opened(effect)
+            elif isinstance(effect, Close):
+                self._close(conn, effect)
+                return False
+        return True
+
+    def _log_opened(self, opened: Opened) -> None:
+        if opened.keep < opened.contiguous_seq:
+            log.warning(
+                "secondary_log_truncated",
+                secondary=self.secondary_id,
+                keep=opened.keep,
+                seq_from=opened.keep + 1,
+                seq_to=opened.contiguous_seq,
+                discarded=opened.contiguous_seq - opened.keep,
+            )
+        log.info(
+            "stream_opened",
+            secondary=self.secondary_id,
+            contiguous_seq=opened.contiguous_seq,
+            keep=opened.keep,
+            last_seq=opened.last_seq,
+            epoch=opened.epoch,
         )
-        conn.close(PROTOCOL_ERROR, "bad message")
+
+    def _close(self, conn: WebSocketClientConnection, close: Close) -> None:
+        if close.kind is CloseKind.PROTOCOL:
+            # A frame no correct secondary sends; we dial again later, with backoff.
+            self._refused = True
+            log.warning(
+                "bad_replication_message",
+                secondary=self.secondary_id,
+                frame=close.frame,
+                reason=close.reason,
+            )
+            conn.close(PROTOCOL_ERROR, "bad message")
+        elif close.kind is CloseKind.PEER_MISMATCH:
+            raise PeerMismatch(close.reason)
+        elif close.kind is CloseKind.UNHEALTHY:
+            log.info("stream_dropped_unhealthy", secondary=self.secondary_id)
+            self._abort()
 
     def _log_closed(self, conn: WebSocketClientConnection, frame: str) -> None:
         """The stream ended: say why, if it was over a frame one end refused."""
@@ -281,21 +382,23 @@ class SecondaryLink:
                 reason=f"{conn.close_reason}{hint}",
             )
 
-    async def _connect(self) -> WebSocketClientConnection:
-        url = self.node.url_of(self.secondary_id).rstrip("/")
-        ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    async def _connect(self, epoch: int) -> WebSocketClientConnection:
+        url = self.host.url_of(self.secondary_id)
+        if url is None:
+            raise PeerMismatch(f"{self.secondary_id!r} is no longer a member")
+        ws_url = url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         query = urlencode(
             {
-                "epoch": self.node.log.epoch,
+                "epoch": epoch,
                 "secondary": self.secondary_id,
-                "cluster": self.node.cluster_id,
+                "cluster": self.host.cluster_id,
                 # So that a secondary that would refuse our largest frames says so at once.
                 "max_frame": self.config.max_frame_bytes,
             }
         )
         timeout = self.config.unhealthy_after
         # The cluster token, and the secondary's certificate verified for wss.
-        request = self.node.peers.request(
+        request = self.host.peers.request(
             f"{ws_url}{wire.REPLICATION_PATH}?{query}",
             connect_timeout=timeout,
             request_timeout=timeout,
@@ -311,71 +414,33 @@ class SecondaryLink:
             raise
         return self._conn
 
-    def _check_identity(self, hello: wire.Hello) -> None:
-        if hello.secondary != self.secondary_id:
-            # Another secondary answers at this URL: it must not count as this one.
-            raise PeerMismatch(
-                f"{self.node.url_of(self.secondary_id)} is {hello.secondary!r}, "
-                f"not {self.secondary_id!r}"
-            )
-        expected = self.node.log.progress(self.secondary_id).incarnation
-        if hello.incarnation != expected:
-            # Not the node that registered (it restarted since): it registers again.
-            raise PeerMismatch(
-                f"{self.secondary_id!r} answers as incarnation {hello.incarnation!r}, "
-                f"registered as {expected!r}"
-            )
-
-    async def _send_loop(self, conn: WebSocketClientConnection, reader: asyncio.Task) -> None:
-        """Send batches as entries appear, and a heartbeat every interval."""
-        interval = self.config.heartbeat_interval
+    async def _send_loop(
+        self, conn: WebSocketClientConnection, stream: MasterStream, reader: asyncio.Task
+    ) -> None:
+        """Poll the stream whenever something happened or a heartbeat is due, and
+        send what it says; end the session when it says so."""
         loop = asyncio.get_running_loop()
-        heartbeat_due = loop.time()
         while not reader.done():
-            if self.node.status_of(self.secondary_id) == Health.UNHEALTHY:
-                # Silent too long: this connection may be dead without knowing it
-                # (a cut link sends no RST). Drop it and dial again.
-                log.info("stream_dropped_unhealthy", secondary=self.secondary_id)
-                return
             self._woken = False
-            self._send_batches(conn)
-            if loop.time() >= heartbeat_due:
-                # Never awaited: a peer that stopped reading must not block this loop.
-                conn.write_message(wire.HEARTBEAT).add_done_callback(_ignore)
-                heartbeat_due = loop.time() + interval
+            if not self._carry_out(conn, stream.poll(time.monotonic())):
+                return
             if self._woken:
                 continue  # something happened while we were writing
             self._wakeup = loop.create_future()
-            timer = loop.call_at(heartbeat_due, self.wake)
+            due = stream.next_poll_at
+            delay = self.config.heartbeat_interval if due is None else due - time.monotonic()
+            timer = loop.call_later(max(delay, 0.0), self.wake)
             try:
                 await self._wakeup
             finally:
                 timer.cancel()
                 self._wakeup = None
 
-    def _idle(self) -> bool:
-        log = self.node.log
-        return log.is_member(self.secondary_id) and log.idle(self.secondary_id)
-
-    def _acked_seq(self) -> int:
-        log = self.node.log
-        return log.progress(self.secondary_id).acked_seq if log.is_member(self.secondary_id) else 0
-
-    async def _read_acks(self, conn: WebSocketClientConnection) -> None:
+    async def _read_acks(self, conn: WebSocketClientConnection, stream: MasterStream) -> None:
         try:
             while (raw := await conn.read_message()) is not None:
-                before = self._acked_seq()
-                try:
-                    self.node.acked(self.secondary_id, wire.decode_seq(wire.decode(raw, "ack")))
-                except (wire.WireError, AckBeyondSent) as exc:
-                    self._refuse(conn, str(exc), "ack")
+                if not self._carry_out(conn, self._receive(stream, raw)):
                     return
-                if self._acked_seq() > before or self._idle():
-                    # A working stream (it took what it was sent): the next dial after
-                    # it ends is at once. A peer that refuses or breaks what it is sent
-                    # (the ACK answering sync proves nothing yet) waits out the backoff.
-                    self._backoff.reset()
-                    self._refused = False
                 self.wake()
             self._log_closed(conn, "ack")
         finally:

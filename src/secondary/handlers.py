@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import orjson
 import structlog
@@ -11,10 +12,23 @@ import tornado.websocket
 
 from replog.common import wire
 from replog.common.security import unauthorized_reason
-from replog.common.web import DIGITS, JSON_TYPE, JsonHandler, parse_paging, render_messages
+from replog.common.web import JSON_TYPE, JsonHandler, parse_paging, render_messages
 from replog.common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, FrameLimit
+from replog.core import Entry
 from replog.core.errors import NotMaster
 from replog.core.limits import MAX_INFLIGHT_BATCHES
+from replog.core.stream import (
+    ApplyEntries,
+    ApplySync,
+    Close,
+    CloseKind,
+    Heard,
+    Message,
+    RefusalCause,
+    RefusalKind,
+    SecondaryStream,
+    Send,
+)
 from replog.secondary.node import SecondaryNode
 
 log = structlog.get_logger("replog.secondary")
@@ -68,23 +82,30 @@ class LogExportHandler(JsonHandler):
         self.send_json(wire.log_page(self.node.follower.entries(start, min(limit or most, most))))
 
 
+# How the handler answers a refused dial (core.stream.RefusalKind).
+REFUSAL_STATUS = {RefusalKind.BAD_REQUEST: 400, RefusalKind.CONFLICT: 409}
+# How it closes a dropped stream (core.stream.CloseKind): code and reason.
+CLOSE_CODE = {
+    CloseKind.PROTOCOL: (PROTOCOL_ERROR, "bad message"),
+    CloseKind.BOUND: (POLICY_VIOLATION, "beyond a bound"),
+}
+
+
 class ReplicationHandler(tornado.websocket.WebSocketHandler):
     """The master's replication stream: sync and batches in, contiguous-prefix ACKs out.
 
-    Every frame is checked (common.wire) before the node sees it; a frame that
-    breaks the protocol or a bound drops the stream, logged as
-    `bad_replication_message` with its `reason`, and changes nothing. Frames
-    over the node's frame limit (`max_message_size`, from --max-entry-bytes)
-    are refused by Tornado as their header arrives (1009), logged the same way.
+    The protocol is the core's `SecondaryStream`; this handler decodes frames
+    (common.wire), feeds them to it and does what it returns. Every frame is
+    checked before the node sees it; a frame that breaks the protocol or a
+    bound drops the stream, logged as `bad_replication_message` with its
+    `reason`, and changes nothing. Frames over the node's frame limit
+    (`max_message_size`, from --max-entry-bytes) are refused by Tornado as
+    their header arrives (1009), logged the same way.
     """
 
     def initialize(self, node: SecondaryNode) -> None:
         self.node = node
-        self.epoch = 0
-        self.cluster_id = ""
-        self.master_frame_limit: int | None = None
-        self._synced = False
-        self._dropped = False
+        self.stream = SecondaryStream(node.config.secondary_id, node.follower)
         # This connection's frame limit (it notes a frame it refused).
         self._limit = FrameLimit(node.config.max_frame_bytes)
         self._delayed: set[asyncio.Task[None]] = set()
@@ -94,34 +115,25 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         refusal = unauthorized_reason(self, self.settings.get("cluster_token"))
         if refusal is not None:
             return self._refuse(401, refusal)
-        raw = self.get_query_argument("epoch", "")
-        if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= wire.MAX_INT:
-            return self._refuse(
-                400, f"?epoch=<master epoch> is required: an integer from 1 to {wire.MAX_INT}"
-            )
-        announced = self.get_query_argument("max_frame", None)
-        if announced is not None:
-            if not DIGITS.fullmatch(announced):
-                return self._refuse(400, "?max_frame= must be a number of bytes")
-            self.master_frame_limit = int(announced)
-        wanted = self.get_query_argument("secondary", self.node.config.secondary_id)
-        if wanted != self.node.config.secondary_id:
-            # The master dialled the wrong node: it must not count us as `wanted`.
-            return self._refuse(409, f"this is {self.node.config.secondary_id!r}, not {wanted!r}")
-        self.epoch = int(raw)
-        self.cluster_id = self.get_query_argument("cluster", "")
-        refusal = self.node.cluster_refusal(self.cluster_id) if self.cluster_id else None
-        if refusal is not None:
-            log.error("cluster_mismatch", cluster=self.cluster_id, own=self.node.cluster_id)
-            return self._refuse(409, refusal)
-        if not self.node.accepts_master(self.epoch):
+        refused = self.stream.accept(
+            epoch=self.get_query_argument("epoch", ""),
+            secondary=self.get_query_argument("secondary", None),
+            cluster=self.get_query_argument("cluster", ""),
+            max_frame=self.get_query_argument("max_frame", None),
+            own_cluster=self.node.cluster_id,
+            websocket=self.request.headers.get("Upgrade", "").lower() == "websocket",
+        )
+        if refused is None:
+            return super().get(*args, **kwargs)
+        if refused.cause is RefusalCause.CLUSTER_MISMATCH:
+            log.error("cluster_mismatch", cluster=self.stream.cluster_id, own=self.node.cluster_id)
+        elif refused.cause is RefusalCause.STALE_MASTER:
             log.warning(
-                "stale_master_refused", epoch=self.epoch, sync_epoch=self.node.follower.sync_epoch
+                "stale_master_refused",
+                epoch=self.stream.epoch,
+                sync_epoch=self.node.follower.sync_epoch,
             )
-            return self._refuse(409, "a newer master epoch is known here")
-        if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            return self._refuse(400, "this is the replication WebSocket endpoint")
-        return super().get(*args, **kwargs)
+        return self._refuse(REFUSAL_STATUS[refused.kind], refused.reason)
 
     def _refuse(self, status: int, message: str) -> object:
         self.set_status(status)
@@ -139,72 +151,63 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
 
     def open(self) -> None:
         limit = self.node.config.max_frame_bytes
-        if self.master_frame_limit is not None and self.master_frame_limit > limit:
+        announced = self.stream.master_frame_limit
+        if announced is not None and announced > limit:
             log.warning(
                 "frame_limit_below_master",
-                master_frame_bytes=self.master_frame_limit,
+                master_frame_bytes=announced,
                 limit=limit,
                 reason="the master may send frames this secondary refuses: set "
                 "--max-entry-bytes to the master's --max-body-bytes",
             )
-        if self.cluster_id:
-            self.node.join(self.cluster_id)
+        if self.stream.cluster_id:
+            self.node.join(self.stream.cluster_id)
         self.node.attach_stream(self)
-        self._send(wire.encode_hello(self.node.hello()))
+        self._send(self.stream.hello(self.node.store.identity.incarnation))
 
     def on_message(self, message: str | bytes) -> None:
-        if self.node.stream is not self or self._dropped:
+        if self.node.stream is not self or self.stream.dropped:
             return  # replaced by a newer stream, or being dropped
-        kind = None
         try:
-            doc = wire.decode(message, "append", "heartbeat", "sync")
-            kind = doc["type"]
-            if kind == "sync":
-                self._sync(wire.decode_sync(doc))
-            elif not self._synced:
-                raise wire.WireError(f"{kind} before sync: a stream starts with sync")
-            elif kind == "heartbeat":
-                self.node.heard_from_master()
-                self.send_ack(self.node.follower.durable_seq)
-            else:
-                self._receive(wire.decode_append(doc))
+            decoded = wire.decode_message(message, "append", "heartbeat", "sync")
         except wire.WireError as exc:
-            self.drop(str(exc), frame=kind)
+            self._close(self.stream.drop(str(exc), exc.frame))
+            return
+        for effect in self.stream.receive(decoded):
+            if isinstance(effect, Heard):
+                self.node.heard_from_master()
+            elif isinstance(effect, ApplySync):
+                sync = effect.sync
+                self.send_ack(self.node.sync(sync.epoch, sync.keep, sync.epoch_start))
+            elif isinstance(effect, ApplyEntries):
+                self._receive(effect.entries)
+            elif isinstance(effect, Send):
+                self._send(effect.message)
+            elif isinstance(effect, Close):
+                self._close(effect)
 
-    def _sync(self, sync: wire.Sync) -> None:
-        if self._synced:
-            raise wire.WireError("a second sync on one stream")
-        if sync.epoch != self.epoch:
-            raise wire.WireError(
-                f"sync epoch {sync.epoch} differs from the stream's epoch {self.epoch}"
-            )
-        held = self.node.follower.contiguous_seq
-        if sync.keep > held:
-            raise wire.WireError(f"sync keeps {sync.keep} entries, this secondary holds {held}")
-        self.node.heard_from_master()
-        contiguous = self.node.sync(sync.epoch, sync.keep, sync.epoch_start)
-        self._synced = True
-        self.send_ack(contiguous)
-
-    def drop(self, reason: str, frame: str | None = None, code: int = PROTOCOL_ERROR) -> None:
+    def drop(
+        self, reason: str, frame: str | None = None, kind: CloseKind = CloseKind.PROTOCOL
+    ) -> None:
         """End this stream over a frame no correct master sends; the master dials again
         and resumes from our next hello."""
-        if self._dropped:
-            return
-        self._dropped = True
+        self._close(self.stream.drop(reason, frame, kind))
+
+    def _close(self, close: Close | None) -> None:
+        if close is None:
+            return  # dropped already
         for task in self._delayed:
             task.cancel()  # a dropped stream applies nothing more
         log.warning(
             "bad_replication_message",
-            reason=reason,
-            frame=frame,
-            epoch=self.epoch,
+            reason=close.reason,
+            frame=close.frame,
+            epoch=self.stream.epoch,
             contiguous_seq=self.node.follower.contiguous_seq,
         )
-        self.close(code, "bad message" if code == PROTOCOL_ERROR else "beyond a bound")
+        self.close(*CLOSE_CODE[close.kind])
 
-    def _receive(self, entries: list) -> None:
-        self.node.heard_from_master()
+    def _receive(self, entries: Sequence[Entry]) -> None:
         if entries and self.node.config.delay > 0:
             # Only worth an event when applying waits; otherwise `applied` says it.
             log.info(
@@ -220,7 +223,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
                 self.drop(
                     f"more than {MAX_INFLIGHT_BATCHES} batches held by --delay at once",
                     frame="append",
-                    code=POLICY_VIOLATION,
+                    kind=CloseKind.BOUND,
                 )
                 return
             task = asyncio.get_running_loop().create_task(self._apply_later(entries))
@@ -229,33 +232,33 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         else:
             self._apply(entries)
 
-    async def _apply_later(self, entries: list) -> None:
+    async def _apply_later(self, entries: Sequence[Entry]) -> None:
         # The artificial delay: hold the batch before applying and acknowledging it.
         await asyncio.sleep(self.node.config.delay)
         # No longer held (before its ACK can let the master send another batch).
         self._delayed.discard(asyncio.current_task())  # type: ignore[arg-type]
         self._apply(entries)
 
-    def _apply(self, entries: list) -> None:
+    def _apply(self, entries: Sequence[Entry]) -> None:
         # The node acknowledges once what this adds is on disk.
-        result = self.node.apply(entries, self.epoch)
+        result = self.node.apply(entries, self.stream.epoch)
         if result is not None and result.refused is not None:
             # Beyond the buffer's bounds: the core discarded the buffer, nothing was applied.
-            self.drop(result.refused, frame="append", code=POLICY_VIOLATION)
+            self.drop(result.refused, frame="append", kind=CloseKind.BOUND)
 
     def send_ack(self, durable_seq: int) -> None:
-        # Nothing before `sync`: what we hold may include a suffix it discards.
-        if self._synced and not self._dropped:
-            self._send(wire.encode_ack(durable_seq))
+        ack = self.stream.ack(durable_seq)
+        if ack is not None:
+            self._send(ack)
 
-    def _send(self, payload: bytes) -> None:
+    def _send(self, message: Message) -> None:
         # On a closed stream, drop it: the next stream's hello reports our progress.
         with contextlib.suppress(tornado.websocket.WebSocketClosedError):
-            self.write_message(payload).add_done_callback(_ignore_closed)
+            self.write_message(wire.encode(message)).add_done_callback(_ignore_closed)
 
     def on_close(self) -> None:
-        if self._limit.exceeded is not None and not self._dropped:
-            self._dropped = True
+        if self._limit.exceeded is not None and not self.stream.dropped:
+            self.stream.dropped = True
             limit = int(self._limit)
             log.warning(
                 "bad_replication_message",
@@ -264,7 +267,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
                 "refused unread",
                 frame=None,
                 limit=limit,
-                epoch=self.epoch,
+                epoch=self.stream.epoch,
                 contiguous_seq=self.node.follower.contiguous_seq,
             )
         # Batches still held by the delay die with their stream: the next

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 import structlog
 
-from replog.core import ApplyResult, Entry, FollowerLog, other_cluster
-from replog.core.limits import MAX_EPOCH_RUNS, MAX_INFLIGHT_BATCHES
+from replog.core import ApplyResult, Entry, FollowerLog
+from replog.core.limits import MAX_INFLIGHT_BATCHES
 from replog.secondary.config import SecondaryConfig
 from replog.storage.node_store import NodeStore, StoreError, open_store
 from replog.storage.segments import gc_paused
@@ -77,16 +78,6 @@ class SecondaryNode:
 
     # -- cluster membership ------------------------------------------------
 
-    def cluster_refusal(self, cluster_id: str) -> str | None:
-        """Why a master of `cluster_id` must not stream to us, or None."""
-        if other_cluster(self.cluster_id, cluster_id):
-            return (
-                f"this secondary holds data of cluster {self.cluster_id}, not of cluster "
-                f"{cluster_id}; it keeps its data and takes no stream from this master "
-                "(start it with an empty --data-dir to join this cluster)"
-            )
-        return None
-
     def join(self, cluster_id: str) -> None:
         """A master of `cluster_id` streams to us: record the cluster we belong to."""
         if self.cluster_id is None:
@@ -95,10 +86,6 @@ class SecondaryNode:
             log.info("joined_cluster", cluster=cluster_id)
 
     # -- streams -----------------------------------------------------------
-
-    def accepts_master(self, epoch: int) -> bool:
-        """A master older than one we already followed is a stale one."""
-        return epoch >= max(self.follower.stream_epoch, self.follower.sync_epoch)
 
     def attach_stream(self, stream: Stream) -> None:
         """The master opened a replication stream; only the newest one is kept."""
@@ -156,7 +143,7 @@ class SecondaryNode:
         log.info("synced", epoch=epoch, keep=keep, epoch_start=epoch_start)
         return self.follower.durable_seq
 
-    def apply(self, entries: list[Entry], epoch: int) -> ApplyResult | None:
+    def apply(self, entries: Sequence[Entry], epoch: int) -> ApplyResult | None:
         """Apply a replicated batch and write what it adds to disk.
 
         The ACK follows once that is durable (`_durable`); a batch that adds
@@ -218,21 +205,6 @@ class SecondaryNode:
     def _send_ack(self) -> None:
         if self.stream is not None:
             self.stream.send_ack(self.follower.durable_seq)
-
-    def hello(self) -> dict:
-        """The first message of a stream: what we hold, for the master to match."""
-        follower = self.follower
-        # At most MAX_EPOCH_RUNS runs: a longer summary reports a prefix of the log.
-        length, runs = follower.summary(MAX_EPOCH_RUNS)
-        return {
-            "secondary": self.config.secondary_id,
-            "contiguous_seq": length,
-            "durable_seq": min(follower.durable_seq, length),
-            "last_epoch": follower.epoch_of(length),
-            "sync_epoch": follower.sync_epoch,
-            "epoch_runs": runs,
-            "incarnation": self.store.identity.incarnation,
-        }
 
     def report(self) -> dict:
         """What registration tells the master about our log (the durable part of it)."""

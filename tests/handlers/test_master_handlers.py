@@ -98,7 +98,7 @@ async def test_write_waits_for_w_then_answers_with_the_resolved_w(http_client, b
     # A secondary acknowledges (the core events a replication link would deliver).
     node.log.stream_opened("s1", 0, now=time.monotonic())
     node.log.next_batch("s1")
-    node.acked("s1", 1)
+    node.resolve(node.log.record_ack("s1", 1, now=time.monotonic()))
     code, body = await task
     assert code == 201
     assert body["w"] == 2 and body["acks"] == 2 and body["acked_by"] == ["master", "s1"]
