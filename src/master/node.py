@@ -2,8 +2,11 @@
 
 It owns the `ReplicationLog`, resolves the Futures of waiting writers when the
 core reports their write concern met, runs the health monitor and the start-up
-recovery, and owns one replication link per secondary. Handlers and links
-call it; it never touches sockets itself (the recovery fetch goes through
+recovery, and owns one replication link per secondary, made by the link
+factory it is given (master.replicator's `SecondaryLink` by default; a link
+sees the node only as its `LinkHost`, and runs the stream protocol with a
+`core.stream.MasterStream` the node opens for it). Handlers and links call
+it; it never touches sockets itself (the recovery fetch goes through
 `master.recovery_fetch`).
 """
 
