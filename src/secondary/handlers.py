@@ -105,7 +105,8 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
 
     def initialize(self, node: SecondaryNode) -> None:
         self.node = node
-        self.stream = SecondaryStream(node.config.secondary_id, node.follower)
+        # This connection's side of the stream protocol (the rules live there).
+        self.replication = SecondaryStream(node.config.secondary_id, node.follower)
         # This connection's frame limit (it notes a frame it refused).
         self._limit = FrameLimit(node.config.max_frame_bytes)
         self._delayed: set[asyncio.Task[None]] = set()
@@ -115,7 +116,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         refusal = unauthorized_reason(self, self.settings.get("cluster_token"))
         if refusal is not None:
             return self._refuse(401, refusal)
-        refused = self.stream.accept(
+        refused = self.replication.accept(
             epoch=self.get_query_argument("epoch", ""),
             secondary=self.get_query_argument("secondary", None),
             cluster=self.get_query_argument("cluster", ""),
@@ -126,11 +127,13 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         if refused is None:
             return super().get(*args, **kwargs)
         if refused.cause is RefusalCause.CLUSTER_MISMATCH:
-            log.error("cluster_mismatch", cluster=self.stream.cluster_id, own=self.node.cluster_id)
+            log.error(
+                "cluster_mismatch", cluster=self.replication.cluster_id, own=self.node.cluster_id
+            )
         elif refused.cause is RefusalCause.STALE_MASTER:
             log.warning(
                 "stale_master_refused",
-                epoch=self.stream.epoch,
+                epoch=self.replication.epoch,
                 sync_epoch=self.node.follower.sync_epoch,
             )
         return self._refuse(REFUSAL_STATUS[refused.kind], refused.reason)
@@ -151,7 +154,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
 
     def open(self) -> None:
         limit = self.node.config.max_frame_bytes
-        announced = self.stream.master_frame_limit
+        announced = self.replication.master_frame_limit
         if announced is not None and announced > limit:
             log.warning(
                 "frame_limit_below_master",
@@ -160,20 +163,20 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
                 reason="the master may send frames this secondary refuses: set "
                 "--max-entry-bytes to the master's --max-body-bytes",
             )
-        if self.stream.cluster_id:
-            self.node.join(self.stream.cluster_id)
+        if self.replication.cluster_id:
+            self.node.join(self.replication.cluster_id)
         self.node.attach_stream(self)
-        self._send(self.stream.hello(self.node.store.identity.incarnation))
+        self._send(self.replication.hello(self.node.store.identity.incarnation))
 
     def on_message(self, message: str | bytes) -> None:
-        if self.node.stream is not self or self.stream.dropped:
+        if self.node.stream is not self or self.replication.dropped:
             return  # replaced by a newer stream, or being dropped
         try:
             decoded = wire.decode_message(message, "append", "heartbeat", "sync")
         except wire.WireError as exc:
-            self._close(self.stream.drop(str(exc), exc.frame))
+            self._close(self.replication.drop(str(exc), exc.frame))
             return
-        for effect in self.stream.receive(decoded):
+        for effect in self.replication.receive(decoded):
             if isinstance(effect, Heard):
                 self.node.heard_from_master()
             elif isinstance(effect, ApplySync):
@@ -191,7 +194,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
     ) -> None:
         """End this stream over a frame no correct master sends; the master dials again
         and resumes from our next hello."""
-        self._close(self.stream.drop(reason, frame, kind))
+        self._close(self.replication.drop(reason, frame, kind))
 
     def _close(self, close: Close | None) -> None:
         if close is None:
@@ -202,7 +205,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
             "bad_replication_message",
             reason=close.reason,
             frame=close.frame,
-            epoch=self.stream.epoch,
+            epoch=self.replication.epoch,
             contiguous_seq=self.node.follower.contiguous_seq,
         )
         self.close(*CLOSE_CODE[close.kind])
@@ -241,13 +244,13 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
 
     def _apply(self, entries: Sequence[Entry]) -> None:
         # The node acknowledges once what this adds is on disk.
-        result = self.node.apply(entries, self.stream.epoch)
+        result = self.node.apply(entries, self.replication.epoch)
         if result is not None and result.refused is not None:
             # Beyond the buffer's bounds: the core discarded the buffer, nothing was applied.
             self.drop(result.refused, frame="append", kind=CloseKind.BOUND)
 
     def send_ack(self, durable_seq: int) -> None:
-        ack = self.stream.ack(durable_seq)
+        ack = self.replication.ack(durable_seq)
         if ack is not None:
             self._send(ack)
 
@@ -257,8 +260,8 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
             self.write_message(wire.encode(message)).add_done_callback(_ignore_closed)
 
     def on_close(self) -> None:
-        if self._limit.exceeded is not None and not self.stream.dropped:
-            self.stream.dropped = True
+        if self._limit.exceeded is not None and not self.replication.dropped:
+            self.replication.dropped = True
             limit = int(self._limit)
             log.warning(
                 "bad_replication_message",
@@ -267,7 +270,7 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
                 "refused unread",
                 frame=None,
                 limit=limit,
-                epoch=self.stream.epoch,
+                epoch=self.replication.epoch,
                 contiguous_seq=self.node.follower.contiguous_seq,
             )
         # Batches still held by the delay die with their stream: the next

@@ -478,3 +478,22 @@ def test_the_secondary_hands_appends_over_only_after_sync():
     pair = streaming_pair()
     batch = Append([Entry(1, 1, None, "a")])
     assert pair.secondary.receive(batch) == [Heard(), ApplyEntries(batch.entries)]
+
+
+# -- the codec --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Hello("s1", "inc", 5, 4, 3, 3, [[1, 1], [3, 4]]),
+        Sync(epoch=3, keep=2, epoch_start=1),
+        Append([Entry(1, 1, None, "a"), Entry(2, 2, "k", "b"), Entry(3, 2, 7, "c")]),
+        Heartbeat(),
+        Ack(5),
+    ],
+    ids=["hello", "sync", "append", "heartbeat", "ack"],
+)
+def test_every_message_survives_the_codec(message):
+    kind = type(message).__name__.lower()
+    assert wire.decode_message(wire.encode(message), kind) == message
