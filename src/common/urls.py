@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import TypeGuard
 
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _NODE_URL = re.compile(
@@ -21,7 +22,7 @@ MAX_URL_LENGTH = 300
 EXAMPLE = "http://127.0.0.2:5001"
 
 
-def is_node_url(url: object) -> bool:
+def is_node_url(url: object) -> TypeGuard[str]:
     """`http(s)://host:port` (an optional trailing slash): lowercase scheme, a DNS
     name (underscores allowed, as compose service names have them), an IPv4 address
     or a bracketed IPv6 address, and a port from 1 to 65535 without leading zeros."""

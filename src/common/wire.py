@@ -206,7 +206,7 @@ def decode_seq(doc: dict[str, Any], key: str = "contiguous_seq") -> int:
     return decode_int(doc, key)
 
 
-def valid_id(value: object) -> bool:
+def valid_id(value: object) -> TypeGuard[str]:
     """A secondary id or an incarnation: 1..MAX_ID_CHARS characters, no control characters."""
     return (
         isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and _CONTROL.search(value) is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from replog.core.entry import ClientId
 from replog.core.errors import InvalidRequest, show
@@ -54,7 +55,7 @@ def majority(cluster_size: int) -> int:
     return cluster_size // 2 + 1
 
 
-def is_json_int(value: object) -> bool:
+def is_json_int(value: object) -> TypeGuard[int]:
     # bool is a subclass of int in Python but not an integer in JSON.
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -77,16 +78,16 @@ def resolve_w(raw: object, cluster_size: int) -> int:
     return raw
 
 
-def is_client_id(value: object) -> bool:
+def is_client_id(value: object) -> TypeGuard[ClientId | None]:
     """An idempotency key as stored: a string, a 64-bit integer, or None (no key)."""
     if value is None or isinstance(value, str):
         return True
-    return is_json_int(value) and ID_INT_MIN <= value <= ID_INT_MAX  # type: ignore[operator]
+    return is_json_int(value) and ID_INT_MIN <= value <= ID_INT_MAX
 
 
 def validate_id(raw: object) -> ClientId | None:
     if is_client_id(raw):
-        return raw  # type: ignore[return-value]
+        return raw
     raise InvalidRequest(
         f'"id" must be a string or a 64-bit integer (or left out), got {show(raw)}'
     )
@@ -103,7 +104,7 @@ def validate_wtimeout(raw: object) -> int | None:
     )
 
 
-def parse_message(doc: dict, where: str = "") -> str:
+def parse_message(doc: dict[str, object], where: str = "") -> str:
     message = doc.get("message")
     if not isinstance(message, str):
         what = "missing" if "message" not in doc else f"not a string ({show(message)})"
@@ -118,7 +119,7 @@ def parse_batch(raw: object) -> tuple[WriteItem, ...]:
             f'"messages" must be a list of 1 to {MAX_BATCH} strings or {{"message", "id"}} objects',
         )
     items = []
-    seen: set = set()
+    seen: set[tuple[type, ClientId]] = set()
     for index, item in enumerate(raw):
         if isinstance(item, str):
             items.append(WriteItem(item))
@@ -152,7 +153,7 @@ def too_deep(doc: object, limit: int = MAX_DEPTH) -> bool:
     return any(isinstance(node, dict | list) for node in level)
 
 
-def check_fields(doc: dict, allowed: frozenset[str], where: str = "") -> None:
+def check_fields(doc: dict[str, object], allowed: frozenset[str], where: str = "") -> None:
     unknown = sorted(key for key in doc if key not in allowed)
     if unknown:
         raise InvalidRequest(

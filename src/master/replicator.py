@@ -405,7 +405,8 @@ class SecondaryLink:
         )
         # A secondary sends a hello and ACKs only: anything larger is refused unread.
         self._limit = FrameLimit(wire.MASTER_READ_LIMIT)
-        connecting = websocket_connect(request, max_message_size=self._limit)
+        # A Future (typed as an Awaitable): shielded, and closed if it opens after a cancel.
+        connecting = asyncio.ensure_future(websocket_connect(request, max_message_size=self._limit))
         try:
             self._conn = await asyncio.shield(connecting)
         except asyncio.CancelledError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from asyncio import Future
 from collections.abc import Sequence
 
 import orjson
@@ -111,11 +112,12 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         self._limit = FrameLimit(node.config.max_frame_bytes)
         self._delayed: set[asyncio.Task[None]] = set()
 
-    def get(self, *args: str, **kwargs: str) -> object:
+    async def get(self, *args: str, **kwargs: str) -> None:
         # Cluster members only, checked before anything else about the upgrade.
         refusal = unauthorized_reason(self, self.settings.get("cluster_token"))
         if refusal is not None:
-            return self._refuse(401, refusal)
+            await self._refuse(401, refusal)
+            return
         refused = self.replication.accept(
             epoch=self.get_query_argument("epoch", ""),
             secondary=self.get_query_argument("secondary", None),
@@ -125,7 +127,8 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
             websocket=self.request.headers.get("Upgrade", "").lower() == "websocket",
         )
         if refused is None:
-            return super().get(*args, **kwargs)
+            await super().get(*args, **kwargs)
+            return
         if refused.cause is RefusalCause.CLUSTER_MISMATCH:
             log.error(
                 "cluster_mismatch", cluster=self.replication.cluster_id, own=self.node.cluster_id
@@ -136,9 +139,9 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
                 epoch=self.replication.epoch,
                 sync_epoch=self.node.follower.sync_epoch,
             )
-        return self._refuse(REFUSAL_STATUS[refused.kind], refused.reason)
+        await self._refuse(REFUSAL_STATUS[refused.kind], refused.reason)
 
-    def _refuse(self, status: int, message: str) -> object:
+    def _refuse(self, status: int, message: str) -> Future[None]:
         self.set_status(status)
         self.set_header("Content-Type", JSON_TYPE)
         return self.finish(orjson.dumps({"error": message}))
@@ -239,7 +242,9 @@ class ReplicationHandler(tornado.websocket.WebSocketHandler):
         # The artificial delay: hold the batch before applying and acknowledging it.
         await asyncio.sleep(self.node.config.delay)
         # No longer held (before its ACK can let the master send another batch).
-        self._delayed.discard(asyncio.current_task())  # type: ignore[arg-type]
+        task = asyncio.current_task()
+        if task is not None:
+            self._delayed.discard(task)
         self._apply(entries)
 
     def _apply(self, entries: Sequence[Entry]) -> None:
