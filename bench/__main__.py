@@ -46,7 +46,6 @@ import tempfile
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from urllib.request import urlopen
 
 from bench import restart
 from bench.cluster import (
@@ -63,6 +62,8 @@ from bench.cluster import (
     http_json,
     wait_for,
 )
+from tools.harness import http
+from tools.harness.process import NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 W_VALUES: tuple[object, ...] = (1, 2, 3, "majority")
@@ -273,8 +274,7 @@ def time_get(url: str, repeat: int = 15) -> float:
     samples = []
     for _ in range(repeat):
         started = time.perf_counter()
-        with urlopen(url, timeout=60) as response:
-            response.read()
+        http.get(url, timeout=60)  # reads the whole body
         samples.append((time.perf_counter() - started) * 1000)
     return round(statistics.median(samples), 3)
 
@@ -303,13 +303,12 @@ def machine() -> dict:
     }
 
 
-def measure_ceiling(args: argparse.Namespace, report: dict) -> None:
+def measure_ceiling(args: argparse.Namespace, workdir: Path, report: dict) -> None:
     port = free_port()
-    ceiling = subprocess.Popen(
-        [sys.executable, "-m", "bench.ceiling", "--host", HOST, "--port", str(port)], cwd=ROOT
-    )
+    url = f"http://{HOST}:{port}"
+    argv = [sys.executable, "-m", "bench.ceiling", "--host", HOST, "--port", str(port)]
+    ceiling = NodeProcess("ceiling", argv, url, workdir / "ceiling.log", cwd=ROOT).start()
     try:
-        url = f"http://{HOST}:{port}"
         wait_for(
             lambda: socket.create_connection((HOST, port), 1).close() is None, what="ceiling up"
         )
@@ -323,8 +322,7 @@ def measure_ceiling(args: argparse.Namespace, report: dict) -> None:
             for c in CLIENTS
         }
     finally:
-        ceiling.terminate()
-        ceiling.wait(10)
+        ceiling.stop()
 
 
 def measure_writes(args: argparse.Namespace, workdir: Path, report: dict) -> None:
@@ -459,7 +457,7 @@ def run(args: argparse.Namespace, report: dict) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="replog-bench-"))
     report["data_root"] = {"path": str(workdir), "filesystem": filesystem_of(workdir)}
     progress(f"data directories under {workdir} ({report['data_root']['filesystem']})")
-    measure_ceiling(args, report)
+    measure_ceiling(args, workdir, report)
     progress(
         "ceiling: "
         + ", ".join(f"c={c} {report['ceiling'][c]['requests_per_s']:.0f}/s" for c in CLIENTS)

@@ -11,73 +11,59 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.request import Request, urlopen
 
 import orjson
 
-from tools.chaos.cluster import free_port as chaos_free_port
+from tools.harness import http, net
+from tools.harness.process import BIN, NodeProcess, stop_all
+from tools.harness.waiting import WaitFailed, wait_until
 
-BIN = Path(sys.executable).parent
 HOST = "127.0.0.5"
 MEMORY = "memory"
 DURABLE = "durable"
 STORAGES = (MEMORY, DURABLE)
 STORAGE_LABEL = {MEMORY: "in-memory", DURABLE: "durable"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Settings are passed as flags: a stray REPLOG_IN_MEMORY=1 must not change a mode.
+DROP_ENV_PREFIX = "REPLOG_"
 
 
 class BenchFailure(Exception):
     pass
 
 
-def node_env() -> dict[str, str]:
-    """This environment minus REPLOG_*: a stray REPLOG_IN_MEMORY=1 must not change a mode."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
-
-
 def free_port(host: str = HOST) -> int:
-    return chaos_free_port(host)
+    return net.free_port(host)
 
 
 def http_json(method: str, url: str, body: object = None, timeout: float = 60) -> dict:
-    data = None if body is None else orjson.dumps(body)
-    request = Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urlopen(request, timeout=timeout) as response:
-        return orjson.loads(response.read())
+    """The JSON of a 2xx answer (orjson both ways: bodies here are up to megabytes)."""
+    raw = None if body is None else orjson.dumps(body)
+    resp = http.attempt(method, url, raw=raw, timeout=timeout)
+    if not 200 <= resp.status < 300:
+        raise http.RequestFailed("status", f"{method} {url}: {resp.status} {resp.raw[:200]!r}")
+    return orjson.loads(resp.raw)
 
 
-def wait_for(condition, timeout: float = 30.0, what: str = "", interval: float = 0.01) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        time.sleep(interval)
-    raise BenchFailure(f"timed out waiting for {what}")
+def wait_for(
+    condition: Callable[[], object], timeout: float = 30.0, what: str = "", interval: float = 0.01
+) -> None:
+    """Until `condition` holds; a node not answering (yet) counts as "not yet"."""
+    try:
+        wait_until(condition, timeout, interval, what, ignore=(OSError, http.RequestFailed))
+    except WaitFailed as exc:
+        raise BenchFailure(str(exc)) from None
 
 
 @dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    popen: subprocess.Popen
-    url: str
-    # When the process was started: wall clock (to compare with its log) and monotonic.
-    started_wall: float = 0.0
-    started: float = 0.0
-    killed: bool = False
+class Proc(NodeProcess):
+    """A node process, with what the benchmark reads of it from /proc."""
 
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
+    killed: bool = False
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process, all its threads (fdatasync's included)."""
@@ -111,15 +97,10 @@ class Cluster:
         return ["--data-dir", str(self.data_dir(name)), "--fsync", "always"]
 
     def start(self, name: str, argv: list[str]) -> Proc:
-        log = (self.workdir / f"{name}.log").open("ab")
         port = argv[argv.index("--port") + 1]
-        started_wall, started = time.time(), time.perf_counter()
-        popen = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=node_env()
-        )
-        log.close()
-        proc = Proc(name, argv, popen, f"http://{HOST}:{port}", started_wall, started)
-        self.procs.append(proc)
+        url = f"http://{HOST}:{port}"
+        proc = Proc(name, argv, url, self.workdir / f"{name}.log", drop_env_prefix=DROP_ENV_PREFIX)
+        self.procs.append(proc.start())
         return proc
 
     def master(self, expected: int, extra: list[str] | None = None) -> Proc:
@@ -156,23 +137,20 @@ class Cluster:
     def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
         """Stop one node the hard way (SIGKILL: no clean shutdown, as in a crash)."""
         proc.killed = True
-        proc.popen.send_signal(sig)
-        proc.popen.wait(10)
+        proc.signal(sig)
+        assert proc.proc is not None
+        proc.proc.wait(10)
 
     def stop(self) -> None:
+        running = []
         for proc in self.procs:
             if proc.killed:
                 continue
-            if proc.popen.poll() is not None:
-                self.crashed.append(f"{proc.name} (pid {proc.pid}) exited {proc.popen.returncode}")
+            if not proc.alive():
+                self.crashed.append(f"{proc.name} (pid {proc.pid}) exited {proc.returncode}")
                 continue
-            proc.popen.terminate()
-        for proc in self.procs:
-            try:
-                proc.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait(10)
+            running.append(proc)
+        stop_all(running)
 
     def log_issues(self) -> list[dict]:
         """Warnings, errors and non-JSON lines in every node's output, by node and event."""

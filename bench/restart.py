@@ -27,7 +27,6 @@ import statistics
 import time
 from datetime import datetime
 from pathlib import Path
-from urllib.request import urlopen
 
 import orjson
 
@@ -40,6 +39,7 @@ from bench.cluster import (
     http_json,
     wait_for,
 )
+from tools.harness import http
 
 PAYLOAD = "r" * 100
 FILL_BATCH = 10_000
@@ -76,14 +76,13 @@ def evict_from_page_cache(directory: Path) -> None:
 
 
 def _answers_200(url: str) -> bool:
-    with urlopen(url, timeout=10) as response:
-        return response.status == 200
+    return http.get(url, timeout=10).status == 200
 
 
 def _phases(cluster: Cluster, proc: Proc) -> dict:
     """Seconds from process start to each start-up event in the node's log."""
     found: dict = {}
-    path = cluster.workdir / f"{proc.name}.log"
+    path = proc.log_path
     # Only this start's lines: the log file is appended to across restarts.
     with path.open("rb") as lines:
         for raw in lines:
@@ -114,7 +113,7 @@ def timed_start(
 
     wait_for(serves_last, timeout=60, what=f"{proc.name} serving seq {last_seq}", interval=0.002)
     serving_s = time.perf_counter() - proc.started
-    if proc.popen.poll() is not None:
+    if not proc.alive():
         raise BenchFailure(f"{proc.name} exited after restart")
     return proc, {
         "health_s": round(health_s, 3),

@@ -46,7 +46,7 @@ from schemathesis.specs.openapi.checks import (
 from replog.common.urls import is_node_url
 from support.cluster import Cluster, Node
 from support.waiting import wait_until
-from tools.chaos.cluster import free_port
+from tools.harness.net import free_port
 
 pytestmark = pytest.mark.timeout(300)
 

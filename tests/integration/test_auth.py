@@ -11,9 +11,9 @@ import orjson
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from support import http
 from support.cluster import FAST_DETECTION, Cluster, Node
 from support.waiting import wait_until
+from tools.harness import http
 
 TOKEN = "integration-token-0123456789"
 

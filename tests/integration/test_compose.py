@@ -47,9 +47,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
-from support import http
 from support.cluster import BIN, Node, next_host
 from support.waiting import wait_until
+from tools.harness import http
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "deploy" / "compose"

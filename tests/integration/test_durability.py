@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from replog.storage.segments import HEADER
-from support import http
 from support.cluster import Cluster, Node
 from support.waiting import wait_until
+from tools.harness import http
 
 # Debian's libfaketime (make test installs it): LD_PRELOAD it to set a process's clock.
 FAKETIME_LIB = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), None)

@@ -7,10 +7,10 @@ import dataclasses
 import shutil
 import signal
 
-from support import http
 from support.cluster import BIN, FAST_DETECTION, Cluster, Node
 from support.waiting import wait_until
-from tools.chaos.cluster import free_port
+from tools.harness import http
+from tools.harness.net import free_port
 
 
 def events(node: Node, name: str) -> list[dict]:

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import signal
 import stat
-import subprocess
 from pathlib import Path
 
-from support import http
-from support.cluster import BIN, next_host
+from support.cluster import BIN, messages, next_host
 from support.waiting import wait_until
-from tools.chaos.cluster import free_port
+from tools.harness import http
+from tools.harness.net import free_port
+from tools.harness.process import NodeProcess
 
 
-def start_up(cwd: Path, host: str, port: int, *extra: str) -> subprocess.Popen:
-    log = (cwd / "up.log").open("ab")
-    proc = subprocess.Popen(
-        [str(BIN / "replog"), "up", "--host", host, "--port", str(port), *extra],
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    return proc
+def start_up(cwd: Path, host: str, port: int, *extra: str) -> NodeProcess:
+    argv = [str(BIN / "replog"), "up", "--host", host, "--port", str(port), *extra]
+    return NodeProcess("up", argv, f"http://{host}:{port}", cwd / "up.log").start()
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
+def stop(proc: NodeProcess) -> None:
+    assert proc.stop(20) == 0
 
 
 def ready(url: str) -> bool:
@@ -35,12 +26,12 @@ def ready(url: str) -> bool:
     return health["status"] == "ok" and all(s["status"] == "healthy" for s in health["secondaries"])
 
 
-def children(proc: subprocess.Popen) -> list[int]:
+def children(proc: NodeProcess) -> list[int]:
     path = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
     return [int(pid) for pid in path.read_text().split()]
 
 
-def check_cluster_token(cwd: Path, host: str, port: int, proc: subprocess.Popen) -> str:
+def check_cluster_token(cwd: Path, host: str, port: int, proc: NodeProcess) -> str:
     """Every node has this run's token (auth true), given through the environment."""
     token_file = cwd / "replog-data" / "cluster-token"
     token = token_file.read_text().strip()
@@ -78,16 +69,16 @@ def test_replog_up_keeps_messages_across_runs_and_fresh_starts_empty(tmp_path):
     try:
         wait_until(lambda: ready(master), timeout=30, what="restarted cluster ready")
         assert check_cluster_token(tmp_path, host, port, proc) != first_token  # one per run
-        assert [m["message"] for m in http.messages(master + "/")] == ["kept"]
+        assert [m["message"] for m in messages(master + "/")] == ["kept"]
         second = f"http://{host}:{port + 1}/"
-        assert [m["message"] for m in http.messages(second)] == ["kept"]
+        assert [m["message"] for m in messages(second)] == ["kept"]
     finally:
         stop(proc)
 
     proc = start_up(tmp_path, host, port, "--slow-delay", "0", "--fresh")
     try:
         wait_until(lambda: ready(master), timeout=30, what="fresh cluster ready")
-        assert http.messages(master + "/") == []
+        assert messages(master + "/") == []
         resp = http.post(master + "/", {"message": "msg1", "w": 1, "id": 1})
         assert resp.status == 201 and resp.body["seq"] == 1
     finally:

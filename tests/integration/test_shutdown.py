@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
 
-from support import http
 from support.cluster import Cluster, Node
 from support.waiting import wait_until
-from tools.chaos.cluster import free_port
+from tools.harness import http
+from tools.harness.net import free_port
 
 STOP_SECONDS = 2.0
 # What a clean stop never prints (tracebacks, asyncio's complaints about tasks and futures).

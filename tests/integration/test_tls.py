@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from support import http
 from support.cluster import Cluster, Node, TlsFiles
 from support.waiting import wait_until
+from tools.harness import http
 
 TOKEN = "tls-test-token"
 

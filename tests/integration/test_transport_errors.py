@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from support import http
 from support.cluster import Cluster, TlsFiles
+from tools.harness import http
 
 LIMIT = 250_000  # (a body nested 100,000 deep fits)
 HOST = b"Host: replog\r\n"

@@ -5,9 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support import http
 from support.cluster import BIN, Node, free_port
 from support.waiting import wait_until
+from tools.harness import http
 
 SLOW_DELAY = 3.0
 

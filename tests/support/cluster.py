@@ -3,89 +3,48 @@
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import shutil
-import signal
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
+from typing import Any
 
-from support import http
-from support.waiting import wait_until
-from tools.chaos.cluster import first_bindable, free_port
+from tools.harness import http
+from tools.harness.net import first_bindable, free_port, process_octet
+from tools.harness.process import BIN, NodeProcess
+from tools.harness.waiting import wait_until
 
-BIN = Path(sys.executable).parent
+__all__ = ["BIN", "FAST_DETECTION", "Cluster", "Node", "TlsFiles", "free_port", "next_host"]
+
 # Master flags that detect a silent secondary within a second.
 FAST_DETECTION = ["--heartbeat-interval", "0.1", "--suspect-after", "0.3", "--unhealthy-after", "1"]
-# Each test cluster gets its own 127.0.0.x address so clusters never collide.
+# Each test cluster gets its own 127.0.x.y address so clusters never collide.
 _hosts = itertools.cycle(range(10, 250))
 
 
 def next_host() -> str:
-    prefix = f"127.0.{os.getpid() % 200 + 1}"
+    prefix = f"127.0.{process_octet(1, 200)}"
     return first_bindable((f"{prefix}.{next(_hosts)}" for _ in itertools.count()), tries=240)
 
 
+def messages(url: str, **kwargs: Any) -> list[dict]:
+    """The messages a node shows at `url` (which must answer 200)."""
+    resp = http.get(url, **kwargs)
+    assert resp.status == 200, resp
+    return resp.body["messages"]
+
+
 @dataclass
-class Node:
-    name: str
-    argv: list[str]
-    url: str
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen | None = None
+class Node(NodeProcess):
+    """A node process with the test's environment added to the inherited one."""
+
+    _: KW_ONLY
     # Verifies the node's certificate when its url is https.
     ssl_context: ssl.SSLContext | None = None
 
-    def start(self) -> Node:
-        log = self.log_path.open("ab")
-        # In the test's own directory: a node's default ./replog-data lands there too.
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-            cwd=self.log_path.parent,
-        )
-        log.close()
-        return self
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, in-memory state gone."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-    def events(self) -> list[dict]:
-        """The node's structured log, one JSON object per line."""
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
-
     def messages(self) -> list[dict]:
-        return http.messages(self.url + "/", context=self.ssl_context)
+        return messages(self.url + "/", context=self.ssl_context)
 
     def health(self) -> dict:
         return http.get(self.url + "/health", context=self.ssl_context).body
@@ -175,7 +134,9 @@ class Cluster:
             env=self.node_env(self.token),
             ssl_context=self.ssl_context,
         ).start()
-        wait_until(lambda: self.master.health()["role"] == "master", what="master up")
+        wait_until(
+            lambda: self.master.health()["role"] == "master", what="master up", watch=[self.master]
+        )
         return self.master
 
     def add_secondary(

@@ -1,4 +1,7 @@
-"""Wait on conditions with deadlines: never sleep-and-hope."""
+"""Wait on conditions with deadlines: never sleep-and-hope.
+
+`wait_until` (processes, from outside) is the harness's; `async_wait_until` is
+for in-process tests on an event loop."""
 
 from __future__ import annotations
 
@@ -7,28 +10,11 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from tools.harness.waiting import wait_until
+
+__all__ = ["async_wait_until", "wait_until"]
+
 T = TypeVar("T")
-
-
-def wait_until(
-    condition: Callable[[], T], timeout: float = 15.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            last = condition()
-        except Exception as exc:  # a node not up yet counts as "not yet"
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {what or condition}: {last!r}"
-            )
-        time.sleep(interval)
 
 
 async def async_wait_until(

@@ -50,10 +50,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tools.chaos import httpc, netns
+from tools.chaos import netns
 from tools.chaos.checker import Report, check, load_node_events
 from tools.chaos.clients import Recorder, Samplers, Writers
 from tools.chaos.cluster import MASTER, Cluster, FaultUnsupported
+from tools.harness import http
 
 PROCESS_KINDS = {"kill", "wipe", "pause", "kill_master", "pause_master", "kill_all"}
 NETWORK_KINDS = {"cut", "isolate", "partition_master"}
@@ -378,7 +379,7 @@ class Campaign:
         for name in self.cluster.names:
             try:
                 final_health[name] = self.cluster.health(name)
-            except httpc.RequestFailed as exc:
+            except http.RequestFailed as exc:
                 final_health[name] = {"unreachable": str(exc)}
         (self.workdir / "logs.json").write_text(json.dumps(final_logs), encoding="utf-8")
         report = check(

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tools.chaos import httpc
+from tools.harness import http
 
 W_CHOICES: tuple[int | str, ...] = (1, 2, 3, "majority")
 
@@ -157,10 +157,10 @@ class Writers:
             "t0": self.recorder.now(),
         }
         try:
-            resp = httpc.request("POST", self.master_url() + "/", body, timeout=self.timeout)
+            resp = http.attempt("POST", self.master_url() + "/", body, timeout=self.timeout)
             record["status"] = resp.status
-            record["body"] = resp.body
-        except httpc.RequestFailed as exc:
+            record["body"] = answer_body(resp)
+        except http.RequestFailed as exc:
             record["status"] = None
             record["error"] = exc.kind
             record["detail"] = exc.detail[:200]
@@ -169,6 +169,13 @@ class Writers:
         if record.get("error") in ("refused", "connect_error") or record["status"] == 503:
             self._stop.wait(0.2)  # the master is down, cut off or read-only: do not spin
         return record
+
+
+def answer_body(resp: http.Response) -> object:
+    """The JSON answer, or the start of an answer that is not JSON (the checker shows it)."""
+    if resp.body is None and resp.raw:
+        return {"raw": resp.raw[:200].decode(errors="replace")}
+    return resp.body
 
 
 def _unknown(record: dict) -> bool:
@@ -212,8 +219,8 @@ class Samplers:
     def sample(self, node: str, known: dict[int, tuple]) -> dict:
         t = self.recorder.now()
         try:
-            messages = httpc.get_json(self.urls[node]() + "/", timeout=self.timeout)["messages"]
-        except httpc.RequestFailed as exc:
+            messages = http.get_json(self.urls[node]() + "/", timeout=self.timeout)["messages"]
+        except http.RequestFailed as exc:
             record = {"type": "sample", "node": node, "t": t, "ok": False, "error": exc.kind}
             self.recorder.add(record)
             return record

@@ -22,30 +22,24 @@ memory-only: every setting is either passed here or the node's default.
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
-from tools.chaos import httpc
 from tools.chaos.netns import ROOT, Topology
+from tools.harness import http
+from tools.harness.net import first_bindable, free_port, process_octet
+from tools.harness.process import NodeProcess, script
+from tools.harness.waiting import WaitFailed, wait_until
 
-BIN = Path(sys.executable).parent
 MASTER = "master"
 MASTER_PORT = 7000
 SECONDARY_PORT = 7001
+# Settings are passed as flags: the campaign's own REPLOG_* variables never reach a node.
+DROP_ENV_PREFIX = "REPLOG_"
 _loopback_counter = itertools.count()
-
-
-def script(name: str, module: str) -> list[str]:
-    path = BIN / name
-    return [str(path)] if path.exists() else [sys.executable, "-m", module]
 
 
 class FaultUnsupported(RuntimeError):
@@ -53,44 +47,24 @@ class FaultUnsupported(RuntimeError):
 
 
 @dataclass
-class Node:
-    name: str
-    argv: list[str]
-    url: str  # how clients (root namespace) reach it
-    log_path: Path
+class Node(NodeProcess):
+    """A node process (`url`: how clients in the root namespace reach it) and its faults."""
+
+    _: KW_ONLY
     data_dir: Path
-    proc: subprocess.Popen | None = None
     state: str = "new"  # running, paused, killed, stopped
-    starts: int = 0
     wipes: int = 0
 
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=node_env(),
-                start_new_session=True,  # a terminal's Ctrl-C reaches only the campaign
-            )
+    def start(self) -> Node:
+        super().start()
         self.state = "running"
-        self.starts += 1
+        return self
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def send_kill(self) -> None:
-        """SIGKILL without waiting (`kill_all` signals every node before reaping any)."""
-        if self.alive():
-            self.proc.kill()
-
-    def kill(self) -> None:
+    def kill(self) -> int | None:
         """SIGKILL: no clean shutdown; what the node wrote to its data dir stays."""
-        self.send_kill()
-        if self.proc is not None:
-            self.proc.wait(10)
+        code = super().kill()
         self.state = "killed"
+        return code
 
     def wipe(self) -> None:
         """Lose the disk: delete the data directory of a node that is not running."""
@@ -103,54 +77,39 @@ class Node:
 
     def pause(self) -> None:
         if self.alive():
-            self.proc.send_signal(signal.SIGSTOP)
+            self.signal(signal.SIGSTOP)
             self.state = "paused"
 
     def resume(self) -> None:
         if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
+            self.signal(signal.SIGCONT)
             self.state = "running"
 
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+    def stop(self, timeout: float = 10.0) -> int | None:
+        code = super().stop(timeout)
         if self.proc is not None:
             self.state = "stopped"
+        return code
 
 
-def node_env() -> dict[str, str]:
-    """The campaign's environment minus REPLOG_* (settings are passed as flags)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def first_bindable(candidates: Iterator[str], tries: int = 250) -> str:
-    """The first address of `candidates` this machine lets us bind to."""
-    for _ in range(tries):
-        host = next(candidates)
-        try:
-            with socket.socket() as sock:
-                sock.bind((host, 0))
-            return host
-        except OSError:
-            continue
-    raise RuntimeError("no usable loopback address")
+def campaign_node(name: str, argv: list[str], url: str, workdir: Path, data_dir: Path) -> Node:
+    """A campaign node: logs to `<workdir>/<name>.log`, in a session of its own (a
+    terminal's Ctrl-C reaches only the campaign), without the campaign's REPLOG_*."""
+    return Node(
+        name,
+        argv,
+        url,
+        workdir / f"{name}.log",
+        data_dir=data_dir,
+        drop_env_prefix=DROP_ENV_PREFIX,
+        cwd=Path.cwd(),
+        new_session=True,
+    )
 
 
 def _loopback_host(index: int) -> str:
     """A 127.x.y.z address nobody else in this process (or the tests) uses."""
-    prefix = f"127.{64 + os.getpid() % 64}"
+    prefix = f"127.{process_octet(64, 64)}"
     return first_bindable(
         f"{prefix}.{next(_loopback_counter) % 250 + 1}.{index + 1}" for _ in itertools.count()
     )
@@ -217,22 +176,22 @@ class Cluster:
 
     def _build_netns(self) -> None:
         topo = self.topology
-        self.nodes[MASTER] = Node(
+        self.nodes[MASTER] = campaign_node(
             MASTER,
             topo.exec_prefix(MASTER) + self._master_argv("0.0.0.0", MASTER_PORT),
             f"http://{topo.client_addr(MASTER)}:{MASTER_PORT}",
-            self.workdir / "master.log",
+            self.workdir,
             self.data_dir(MASTER),
         )
         for name in self.secondary_names:
             master_url = f"http://{topo.addr(MASTER, name)}:{MASTER_PORT}"
             advertise = f"http://{topo.addr(name, MASTER)}:{SECONDARY_PORT}"
             argv = self._secondary_argv(name, "0.0.0.0", SECONDARY_PORT, master_url, advertise)
-            self.nodes[name] = Node(
+            self.nodes[name] = campaign_node(
                 name,
                 topo.exec_prefix(name) + argv,
                 f"http://{topo.client_addr(name)}:{SECONDARY_PORT}",
-                self.workdir / f"{name}.log",
+                self.workdir,
                 self.data_dir(name),
             )
 
@@ -240,20 +199,20 @@ class Cluster:
         hosts = {name: _loopback_host(i) for i, name in enumerate(self.names)}
         ports = {name: free_port(hosts[name]) for name in self.names}
         master_url = f"http://{hosts[MASTER]}:{ports[MASTER]}"
-        self.nodes[MASTER] = Node(
+        self.nodes[MASTER] = campaign_node(
             MASTER,
             self._master_argv(hosts[MASTER], ports[MASTER]),
             master_url,
-            self.workdir / "master.log",
+            self.workdir,
             self.data_dir(MASTER),
         )
         for name in self.secondary_names:
             url = f"http://{hosts[name]}:{ports[name]}"
-            self.nodes[name] = Node(
+            self.nodes[name] = campaign_node(
                 name,
                 self._secondary_argv(name, hosts[name], ports[name], master_url, url),
                 url,
-                self.workdir / f"{name}.log",
+                self.workdir,
                 self.data_dir(name),
             )
 
@@ -265,30 +224,32 @@ class Cluster:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Every node answers and every secondary has a replication stream."""
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while time.monotonic() < deadline:
-            try:
-                last = self.stream_status()
-                if all(last.values()):
-                    return
-            except httpc.RequestFailed as exc:
-                last = exc
-            for node in self.nodes.values():
-                if node.state == "running" and not node.alive():
-                    raise RuntimeError(
-                        f"{node.name} exited with {node.proc.returncode}; see {node.log_path}"
-                    )
-            time.sleep(0.05)
-        raise TimeoutError(f"cluster not ready after {timeout}s: {last!r}")
+        streams: dict[str, bool] = {}
+
+        def ready() -> bool:
+            streams.update(self.stream_status())
+            return all(streams.values())
+
+        running = [n for n in self.nodes.values() if n.state == "running"]
+        try:
+            wait_until(
+                ready,
+                timeout,
+                interval=0.05,
+                what="every secondary streaming",
+                watch=running,
+                ignore=(http.RequestFailed,),
+            )
+        except WaitFailed as exc:
+            raise TimeoutError(f"cluster not ready: {exc}; streams: {streams}") from None
 
     def stream_status(self) -> dict[str, bool]:
         """Per secondary: master says healthy and the secondary has its stream."""
-        health = httpc.get_json(self.master.url + "/health", timeout=2)
+        health = http.get_json(self.master.url + "/health", timeout=2)
         healthy = {s["id"] for s in health.get("secondaries", []) if s.get("status") == "healthy"}
         status = {}
         for name in self.secondary_names:
-            mine = httpc.get_json(self.url(name) + "/health", timeout=2)
+            mine = http.get_json(self.url(name) + "/health", timeout=2)
             status[name] = name in healthy and bool(mine.get("stream"))
         return status
 
@@ -299,8 +260,7 @@ class Cluster:
                 try:
                     node.stop()
                 except Exception:  # keep going: the rest must stop too
-                    if node.alive():
-                        node.proc.kill()
+                    node.send_kill()
         finally:
             if self.topology is not None:
                 self.topology.destroy()
@@ -308,17 +268,17 @@ class Cluster:
     # -- reads -------------------------------------------------------------
 
     def messages(self, node: str, timeout: float = 5.0) -> list[dict]:
-        return httpc.get_json(self.url(node) + "/", timeout=timeout)["messages"]
+        return http.get_json(self.url(node) + "/", timeout=timeout)["messages"]
 
     def health(self, node: str, timeout: float = 2.0) -> dict:
-        return httpc.get_json(self.url(node) + "/health", timeout=timeout)
+        return http.get_json(self.url(node) + "/health", timeout=timeout)
 
     def final_logs(self) -> dict[str, list[dict] | None]:
         logs: dict[str, list[dict] | None] = {}
         for name in self.names:
             try:
                 logs[name] = self.messages(name, timeout=10)
-            except httpc.RequestFailed:
+            except http.RequestFailed:
                 logs[name] = None
         return logs
 
@@ -336,7 +296,7 @@ class Cluster:
             for name in self.secondary_names:
                 if acked.get(name) != last_seq:
                     return False, f"master has {name} acked at {acked.get(name)}, last {last_seq}"
-        except httpc.RequestFailed as exc:
+        except http.RequestFailed as exc:
             return False, str(exc)
         return True, f"{len(master_log)} entries everywhere"
 
