@@ -52,9 +52,13 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _connect(url: str, timeout: float, context: ssl.SSLContext | None) -> tuple[Any, str]:
+def _connect(
+    url: str, timeout: float, context: ssl.SSLContext | None
+) -> tuple[http.client.HTTPConnection, str]:
     """A connected HTTP(S) connection to `url`'s server, and the path to ask for."""
     parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
         conn = http.client.HTTPSConnection(
