@@ -58,7 +58,7 @@ class NodeProcess:
     cwd: Path | None = None
     # Its own session: a terminal's Ctrl-C reaches only the parent.
     new_session: bool = False
-    proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = field(default=0, init=False)
     # When the last start began: wall clock (to compare with the node's log) and perf_counter.
     started_wall: float = field(default=0.0, init=False)
