@@ -58,7 +58,7 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache $(TYPECHECK_DIR) src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache $(TYPECHECK_DIR) *.egg-info src/*.egg-info
 
 # make chaos: a longer randomized fault campaign with the consistency checker.
 #   make chaos DURATION=600 SEED=7 CHAOS_ARGS="--master-faults"

@@ -402,6 +402,26 @@ def test_a_removed_secondary_gets_nothing_more():
     assert pair.master.end() is None
 
 
+
+def test_a_hello_for_a_secondary_removed_meanwhile_closes_the_stream_and_counts_nothing():
+    pair = Pair(master_log("a"), FollowerLog())
+    assert pair.dial() is None
+    pair.log.remove("s1")  # DELETE /secondaries/s1 while the hello is on its way
+    (close,) = pair.master_gets(pair.to_master.pop(), now=0.0)
+    assert close == Close(CloseKind.REMOVED, "'s1' was removed")
+    assert pair.to_secondary == [] and pair.master.end() is None
+    assert not pair.log.is_member("s1") and pair.log.ack_set(1) == ("master",)
+
+
+def test_a_late_ack_after_the_stream_closed_counts_nothing():
+    pair = streaming_pair()
+    pair.poll(now=0.0)  # "a" goes out
+    (close,) = closes(pair.poll(now=HEALTH.unhealthy_after))
+    assert close.kind is CloseKind.UNHEALTHY
+    pair.deliver(now=HEALTH.unhealthy_after)  # the secondary applies "a" and ACKs it late
+    assert pair.follower.durable_seq == 1
+    assert pair.log.progress("s1").acked_seq == 0 and pair.log.ack_set(1) == ("master",)
+
 # -- protocol violations: the secondary's end -------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""`replog-chaos`: a randomized fault campaign against a real cluster, then the checker.
+"""`make chaos`: a randomized fault campaign against a real cluster, then the checker.
 
     python -m tools.chaos --duration 300 --seed 7 [--mode auto|netns|loopback] [--master-faults]
 

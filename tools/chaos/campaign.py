@@ -21,7 +21,7 @@ Fault kinds (a fault is injected on a target and healed later):
 | kill_all         | all       | SIGKILL every node at the same time  | start them all      |
 
 Every node keeps its log in its own data directory under the work dir (see
-`chaos.cluster`), kept across restarts, so a SIGKILL loses nothing a node
+`tools.chaos.cluster`), kept across restarts, so a SIGKILL loses nothing a node
 acknowledged; `wipe` is the only fault that loses a disk (a secondary's
 only: a wiped secondary comes back with a new incarnation, is refilled from
 scratch and must not count as a holder of what it lost). A wiped node is down

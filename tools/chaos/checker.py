@@ -5,7 +5,7 @@ leaves behind:
 
     python -m tools.chaos.checker <workdir>/results.jsonl <workdir>/logs.json [<workdir>]
 
-`results.jsonl` holds the records described in `chaos.clients` (plus `meta`
+`results.jsonl` holds the records described in `tools.chaos.clients` (plus `meta`
 and `fault` records); `logs.json` maps each node name to the `messages` list
 its `GET /` returned after healing (or null if it could not be read).
 

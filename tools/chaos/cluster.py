@@ -2,7 +2,7 @@
 
 Two modes:
 
-- `netns`: each node in its own network namespace (see `chaos.netns`),
+- `netns`: each node in its own network namespace (see `tools.chaos.netns`),
   listening on 0.0.0.0 there. A secondary registers with the master at the
   master's address on their replication link and advertises its own address
   on that link, so replication uses only that link; clients reach every node
