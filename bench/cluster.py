@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -84,6 +85,9 @@ class Cluster:
     procs: list[Proc] = field(default_factory=list)
     # Processes that exited by themselves (not stopped by the benchmark).
     crashed: list[str] = field(default_factory=list)
+    # As a real deployment runs: internal endpoints need the token (given through the
+    # environment, out of `ps`), so the nodes log no `no_cluster_token` warning.
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +103,14 @@ class Cluster:
     def start(self, name: str, argv: list[str]) -> Proc:
         port = argv[argv.index("--port") + 1]
         url = f"http://{HOST}:{port}"
-        proc = Proc(name, argv, url, self.workdir / f"{name}.log", drop_env_prefix=DROP_ENV_PREFIX)
+        proc = Proc(
+            name,
+            argv,
+            url,
+            self.workdir / f"{name}.log",
+            env={"REPLOG_CLUSTER_TOKEN": self.token},
+            drop_env_prefix=DROP_ENV_PREFIX,
+        )
         self.procs.append(proc.start())
         return proc
 
