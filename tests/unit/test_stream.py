@@ -402,7 +402,6 @@ def test_a_removed_secondary_gets_nothing_more():
     assert pair.master.end() is None
 
 
-
 def test_a_hello_for_a_secondary_removed_meanwhile_closes_the_stream_and_counts_nothing():
     pair = Pair(master_log("a"), FollowerLog())
     assert pair.dial() is None
@@ -421,6 +420,7 @@ def test_a_late_ack_after_the_stream_closed_counts_nothing():
     pair.deliver(now=HEALTH.unhealthy_after)  # the secondary applies "a" and ACKs it late
     assert pair.follower.durable_seq == 1
     assert pair.log.progress("s1").acked_seq == 0 and pair.log.ack_set(1) == ("master",)
+
 
 # -- protocol violations: the secondary's end -------------------------------------------
 
