@@ -27,7 +27,11 @@ from support.waiting import wait_until
 from tools.harness import http
 from tools.harness.net import free_port
 
-STOP_SECONDS = 2.0
+# A node bounds its own stop (common.process.STOP_TIMEOUT_SECONDS, 1.5 s, so the README's
+# "within 2 s"), and says so if the bound cut the stop short (`stop_timed_out`, one of DIRTY:
+# a failure). This deadline only catches a node that never exits: generous, so that a
+# machine starved of CPU (several test runs on 2 cores) cannot fail a correct stop.
+STOP_SECONDS = 10.0
 # What a clean stop never prints (tracebacks, asyncio's complaints about tasks and futures).
 DIRTY = (
     "Traceback",
