@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tools.harness import http
+from tools.properties import ranges  # the runs a sample records; shared with the checker
 
 W_CHOICES: tuple[int | str, ...] = (1, 2, 3, "majority")
 
@@ -57,17 +58,6 @@ class Recorder:
             if self._file:
                 self._file.close()
                 self._file = None
-
-
-def ranges(seqs: list[int]) -> list[list[int]]:
-    """[1, 2, 3, 5, 6] -> [[1, 3], [5, 6]] (runs of consecutive seqs, in read order)."""
-    out: list[list[int]] = []
-    for seq in seqs:
-        if out and seq == out[-1][1] + 1:
-            out[-1][1] = seq
-        else:
-            out.append([seq, seq])
-    return out
 
 
 class Writers:
