@@ -53,9 +53,9 @@ ALLOWED_FAILURES = frozenset({503, 504})
 class Violation:
     property: str
     detail: str
-    evidence: dict = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"property": self.property, "detail": self.detail, "evidence": self.evidence}
 
 
@@ -179,7 +179,7 @@ class ReadSample:
     node: str
     t: float
     count: int
-    ranges: list[list[int]]
+    ranges: list[list[int]] | None  # None: a record without them (never gap-free)
     record: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @classmethod
@@ -515,8 +515,11 @@ def ack_answer(
     in_master_by_id = _seqs_by_id(_master_log(final_logs))
     for client_id, tries in _by_id(writes).items():
         in_master = in_master_by_id.get(client_id, [])
+        # An answer without a seq is reported above, not counted as another seq.
         ack_seqs = {
-            t.seq for t in _acked(tries) if t.seq in in_master or not loss_allowed(t, wipes)
+            t.seq
+            for t in _acked(tries)
+            if isinstance(t.seq, int) and (t.seq in in_master or not loss_allowed(t, wipes))
         }
         if len(ack_seqs) > 1:
             out.append(
@@ -533,7 +536,7 @@ def ack_lost(
     writes: Sequence[WriteAttempt],
     final_logs: Mapping[str, Sequence[Entry] | None],
     wipes: Mapping[str, Sequence[float]],
-    tally: Counter | None = None,
+    tally: Counter[str] | None = None,
 ) -> list[Violation]:
     """An acknowledged write is in the final master log exactly once, at the seq its
     answer gave, with its message. A SIGKILL excuses nothing (nodes acknowledge only
@@ -672,7 +675,7 @@ def stale_read(
     shown: Iterable[Shown],
     final_logs: Mapping[str, Sequence[Entry] | None],
     wipes: Mapping[str, Sequence[float]],
-    tally: Counter | None = None,
+    tally: Counter[str] | None = None,
 ) -> list[Violation]:
     """Every (seq -> id, message) any node showed matches the final master log: reads
     are prefixes of it. A restarted master reopens with its own log, which holds every
@@ -707,7 +710,7 @@ def ack_unheld(
     holdings: Mapping[str, HoldingLog],
     clock_offset: float = 0.0,
     slack: float = 0.0,
-    tally: Counter | None = None,
+    tally: Counter[str] | None = None,
 ) -> list[Violation]:
     """Each node in an answer's `acked_by` that has evidence of its holdings had
     logged holding that seq before the client got the answer: independent evidence
@@ -741,7 +744,7 @@ def ack_unheld(
     return out
 
 
-def check_all(history: History, tally: Counter | None = None) -> list[Violation]:
+def check_all(history: History, tally: Counter[str] | None = None) -> list[Violation]:
     """Every end-of-run property on a history, in a fixed order."""
     h = history
     out = [

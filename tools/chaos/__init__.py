@@ -6,7 +6,7 @@ clients saw and what every node holds and lists every broken promise.
   are cut (silently) and healed.
 - `cluster`: the node processes, in namespaces or on loopback addresses.
 - `clients`: concurrent writers with mixed write concerns, and read samplers.
-- `checker`: pure functions from records and final logs to violations.
+- `checker`: records and final logs to violations, judged by `tools.properties`.
 - `campaign`: a seeded, bounded fault schedule driving all of the above.
 
 Run it with `make chaos` (or `python -m tools.chaos` from the repository root).

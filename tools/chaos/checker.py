@@ -199,7 +199,9 @@ def _write(r: dict) -> WriteAttempt:
 def _holdings(events: list[dict]) -> HoldingLog:
     """A node's `applied` events (evidence of holding 1..contiguous_seq), split at each
     start on an empty data directory (`storage_opened` with `new`), in time order."""
-    points = []  # (when, order, seq): a fresh start sorts before an apply at its time
+    points: list[
+        tuple[float, int, int | None]
+    ] = []  # (when, order, seq): a fresh start sorts before an apply at its time
     for e in events:
         if not e.get("timestamp"):
             continue
