@@ -56,7 +56,7 @@ other 5xx) may or may not be in the log, at most once, and is never required.
 
 The properties themselves are the functions of `tools.properties`, which the
 simulator uses too; `check` converts the records into that model and runs them
-all. Violations come grouped by property, in `tools.properties.check_all`'s order.
+all (and lists what they find in the order it always has: `_in_report_order`).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def check(
     cluster_size = cluster_size or meta.get("cluster_size") or len(nodes)
     history = history_from_records(records, final_logs, nodes, cluster_size, node_events)
     tally: Counter = Counter()
-    violations = check_all(history, tally)
+    violations = _in_report_order(check_all(history, tally), records)
 
     writes = [r for r in records if r.get("type") == "write"]
     faults = [r for r in records if r.get("type") == "fault" and r.get("action") == "inject"]
@@ -271,6 +271,42 @@ def check(
         "violations_by_property": dict(by_property),
     }
     return Report(violations, summary)
+
+
+def _in_report_order(violations: list[Violation], records: list[dict]) -> list[Violation]:
+    """The order this checker has always listed violations in, so that reports compare
+    line by line across versions: the final logs (the master's unreadable, duplicates,
+    then each node's convergence); then per write record (status, quorum, answer); then
+    per id, in order of its first attempt (its seqs, each acknowledged attempt's loss,
+    its phantoms); then entries nobody wrote; reads; ack evidence. `check_all` lists
+    them by property; the sort is stable, so each slot keeps that order."""
+    writes = [r for r in records if r.get("type") == "write"]
+    record_index = {id(r): i for i, r in enumerate(writes)}
+    id_index: dict[str, int] = {}
+    for r in writes:
+        id_index.setdefault(key(r["id"]), len(id_index))
+    per_record = {"unexpected_status": 0, "ack_quorum": 1, "ack_answer": 2}
+    last = {"gap": 6, "stale_read": 7, "ack_unheld": 8}
+
+    def slot(v: Violation) -> tuple[int, ...]:
+        prop, evidence = v.property, v.evidence
+        if prop in ("not_converged", "divergence"):
+            return (2,) if "node" in evidence else (0,)
+        if prop == "duplicate":
+            return (1,)
+        if prop in per_record and "write" in evidence:
+            return (3, record_index[id(evidence["write"])], per_record[prop])
+        if prop == "ack_answer":  # one id acknowledged at several seqs
+            return (4, id_index[key(evidence["id"])], 0)
+        if prop in ("ack_lost", "acked_by_lost"):
+            write = evidence["write"]
+            return (4, id_index[key(write["id"])], 1, record_index[id(write)])
+        if prop == "phantom":
+            client_id = key(evidence["id"] if "id" in evidence else evidence["entry"]["id"])
+            return (4, id_index[client_id], 2) if client_id in id_index else (5,)
+        return (last.get(prop, 9),)
+
+    return sorted(violations, key=slot)
 
 
 def load_node_events(directory: Path, nodes: Iterable[str]) -> dict[str, list[dict]]:
