@@ -243,10 +243,12 @@ class HoldingLog:
 
     def __init__(self) -> None:
         self.incarnations: list[Incarnation] = [Incarnation(float("-inf"))]
+        self._starts: list[float] = [float("-inf")]
         self.has_evidence = False  # a node that never logs holding anything proves nothing
 
     def fresh_disk(self, t: float) -> None:
         self.incarnations.append(Incarnation(t))
+        self._starts.append(t)
 
     def holding(self, t: float, contiguous_seq: int) -> None:
         current = self.incarnations[-1]
@@ -260,11 +262,10 @@ class HoldingLog:
         before `answered - slack` (a wipe just before the answer must not blame an
         ack its previous disk gave: the master cannot know of the wipe until the
         node is back)."""
-        incarnations = self.incarnations
-        starts = [inc.start for inc in incarnations]
+        starts = self._starts
         first = max(0, bisect.bisect_right(starts, answered - slack) - 1)
         last = bisect.bisect_right(starts, answered + slack)
-        return max(inc.held_at(answered + slack) for inc in incarnations[first:last])
+        return max(inc.held_at(answered + slack) for inc in self.incarnations[first:last])
 
 
 @dataclass
