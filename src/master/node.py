@@ -6,23 +6,29 @@ recovery, and owns one replication link per secondary, made by the link
 factory it is given (master.replicator's `SecondaryLink` by default; a link
 sees the node only as its `LinkHost`, and runs the stream protocol with a
 `core.stream.MasterStream` the node opens for it). Handlers and links call
-it; it never touches sockets itself (the recovery fetch goes through
-`master.recovery_fetch`).
+it; it never touches sockets itself (the recovery fetch goes through the
+`fetcher` it is given, `master.recovery_fetch` by default).
+
+Time and randomness come in too (common.sources): `clock` for ages and
+latencies, `wall_clock_ms` for a lenient recovery's epoch, `tokens` for a new
+cluster id, `rng` for the links' backoff jitter. The defaults are the real
+ones; a simulator passes its own, with a store opened on its own disk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
+from replog.common import sources
 from replog.common.loop import cancel_and_wait
 from replog.common.security import PeerClient
+from replog.common.sources import Clock, Tokens, WallClockMs
 from replog.core import (
     LENIENT,
     MASTER,
@@ -46,6 +52,7 @@ from replog.core import (
     other_cluster,
     start_mode,
 )
+from replog.core.entry import Entry
 from replog.core.limits import MAX_ADOPTED_EPOCH
 from replog.core.stream import MasterStream
 from replog.master.config import MasterConfig
@@ -59,8 +66,8 @@ log = structlog.get_logger("replog.master")
 MEMBERSHIP = "membership.json"
 
 
-def new_cluster_id() -> str:
-    return secrets.token_hex(8)
+def new_cluster_id(tokens: Tokens = sources.token_hex) -> str:
+    return tokens(8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,8 @@ class Link(Protocol):
 
 # Makes the link to one secondary (tests substitute their own).
 LinkFactory = Callable[[LinkHost, str, MasterConfig], Link]
+# Reads a secondary's whole log, given its URL, for start-up recovery; raises FetchError.
+Fetcher = Callable[[str], Awaitable[list[Entry]]]
 
 
 class MasterNode:
@@ -116,10 +125,22 @@ class MasterNode:
         config: MasterConfig,
         store: NodeStore | None = None,
         link_factory: LinkFactory = SecondaryLink,
+        *,
+        fetcher: Fetcher | None = None,
+        clock: Clock = sources.monotonic,
+        wall_clock_ms: WallClockMs = sources.wall_clock_ms,
+        tokens: Tokens = sources.token_hex,
+        rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self._link_factory = link_factory
-        self.store = store or open_store(data_dir=None, node=MASTER, role="master")
+        # Read by the links too (LinkHost): every age and deadline of this node.
+        self.clock = clock
+        self._wall_clock_ms = wall_clock_ms
+        self._tokens = tokens
+        # The links' backoff jitter.
+        self.rng = rng or random.Random()
+        self.store = store or open_store(data_dir=None, node=MASTER, role="master", tokens=tokens)
         self.log = ReplicationLog(
             epoch=None,
             expected_secondaries=config.secondaries,
@@ -128,6 +149,7 @@ class MasterNode:
         self.links: dict[str, Link] = {}
         # The requests it dials to secondaries: the cluster token, and TLS verification.
         self.peers = PeerClient(config.cluster_token, config.tls)
+        self._fetch = fetcher or self._fetch_over_http
         self.opened = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._recovering = False
@@ -212,7 +234,7 @@ class MasterNode:
         """The data directory is intact (or new): open at once, in a new epoch."""
         records = self.store.replay.records
         if self.cluster_id is None:
-            self.cluster_id = new_cluster_id()
+            self.cluster_id = new_cluster_id(self._tokens)
             log.info("cluster_created", cluster=self.cluster_id)
         last_epoch = records[-1][1] if records else 0
         self._open(records, next_epoch(self._epoch_seen, last_epoch))
@@ -259,7 +281,7 @@ class MasterNode:
         write-concern Future before the wait; cancelling it (the client went
         away) ends the wait; the entries stay and replicate.
         """
-        started = time.monotonic()
+        started = self.clock()
         appended = self.log.append_batch(request.items)
         self._log_appended(appended, request.w)
         # To the OS now; the store reports when it is durable (_durable).
@@ -278,7 +300,7 @@ class MasterNode:
             w=request.w,
             acks=len(satisfied.acked_by),
             acked_by=list(satisfied.acked_by),
-            latency_ms=round((time.monotonic() - started) * 1000, 3),
+            latency_ms=round((self.clock() - started) * 1000, 3),
         )
         return WriteOutcome(appended, request.w, satisfied.acked_by, request.batch)
 
@@ -367,7 +389,7 @@ class MasterNode:
                 secondary_id,
                 report.url,
                 report.length,
-                time.monotonic(),
+                self.clock(),
                 report.incarnation,
                 report.instance,
             )
@@ -476,7 +498,7 @@ class MasterNode:
             await asyncio.sleep(self.config.heartbeat_interval)
 
     def _check_health(self) -> None:
-        for change in self.log.update_health(time.monotonic()):
+        for change in self.log.update_health(self.clock()):
             log.info(
                 "secondary_status",
                 secondary=change.secondary_id,
@@ -499,9 +521,7 @@ class MasterNode:
     def _maybe_recover(self) -> None:
         if self.recovery is None or self.log.epoch is not None or self._recovering:
             return
-        plan = self.recovery.plan(
-            time.monotonic(), time.time_ns() // 1_000_000, self.log.cluster_size
-        )
+        plan = self.recovery.plan(self.clock(), self._wall_clock_ms(), self.log.cluster_size)
         if plan is None:
             if self.recovery.conflict:
                 log.error("recovery_conflict", clusters=self.recovery.conflict)
@@ -523,7 +543,7 @@ class MasterNode:
                     reports=len(self.recovery.reports),
                 )
                 try:
-                    entries = await fetch_log(plan.source.url, self.peers)
+                    entries = await self._fetch(plan.source.url)
                     check_fetched(entries, plan.source)
                 except FetchError as exc:
                     log.warning(
@@ -536,7 +556,7 @@ class MasterNode:
                 entries = self.store.replay.records  # its own log won, and it is on disk
             else:
                 self.store.reset([])
-            self.cluster_id = plan.cluster_id or self.cluster_id or new_cluster_id()
+            self.cluster_id = plan.cluster_id or self.cluster_id or new_cluster_id(self._tokens)
             self._open(entries, max(plan.epoch, self._epoch_seen + 1))
             if self.store.kind == "disk":
                 self._save_membership()
@@ -553,8 +573,12 @@ class MasterNode:
         finally:
             self._recovering = False
 
+    def _fetch_over_http(self, url: str) -> Awaitable[list[Entry]]:
+        """The default fetcher: page through GET /replication/log with the cluster token."""
+        return fetch_log(url, self.peers)
+
     def health(self) -> dict:
-        now = time.monotonic()
+        now = self.clock()
         last_seq = self.log.last_seq
         secondaries = [
             {

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import ssl
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlencode
@@ -47,6 +47,7 @@ from replog.core.stream import (
 
 if TYPE_CHECKING:
     from replog.common.security import PeerClient
+    from replog.common.sources import Clock
     from replog.master.config import MasterConfig
 
 log = structlog.get_logger("replog.master")
@@ -60,6 +61,10 @@ class LinkHost(Protocol):
     cluster_id: str | None
     # Dials with the cluster token, and verifies the secondary's certificate.
     peers: PeerClient
+    # The node's clock (seconds, monotonic): what the stream's ages and deadlines are read on.
+    clock: Clock
+    # The source of the backoff's jitter.
+    rng: random.Random
 
     def url_of(self, secondary_id: str) -> str | None:
         """The secondary's URL; None once it has been removed."""
@@ -112,7 +117,9 @@ class SecondaryLink:
         self.host = host
         self.secondary_id = secondary_id
         self.config = config
-        self._backoff = Backoff(initial=config.retry_initial, maximum=config.retry_max)
+        self._backoff = Backoff(
+            initial=config.retry_initial, maximum=config.retry_max, rng=host.rng
+        )
         # Set by wake() (new entries, an ACK, the stream ended, a heartbeat due);
         # the send loop parks on `_wakeup` only when nothing happened meanwhile.
         self._woken = False
@@ -290,7 +297,7 @@ class SecondaryLink:
             message = wire.decode_message(raw, *stream.expecting)
         except wire.WireError as exc:
             return stream.violation(str(exc))
-        return stream.receive(message, time.monotonic())
+        return stream.receive(message, self.host.clock())
 
     def _carry_out(self, conn: WebSocketClientConnection, effects: list[MasterEffect]) -> bool:
         """Do what the stream decided; False once it closed."""
@@ -423,13 +430,13 @@ class SecondaryLink:
         loop = asyncio.get_running_loop()
         while not reader.done():
             self._woken = False
-            if not self._carry_out(conn, stream.poll(time.monotonic())):
+            if not self._carry_out(conn, stream.poll(self.host.clock())):
                 return
             if self._woken:
                 continue  # something happened while we were writing
             self._wakeup = loop.create_future()
             due = stream.next_poll_at
-            delay = self.config.heartbeat_interval if due is None else due - time.monotonic()
+            delay = self.config.heartbeat_interval if due is None else due - self.host.clock()
             timer = loop.call_later(max(delay, 0.0), self.wake)
             try:
                 await self._wakeup

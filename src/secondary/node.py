@@ -1,15 +1,21 @@
-"""The secondary process's glue: the follower log, its storage, and who is streaming to it."""
+"""The secondary process's glue: the follower log, its storage, and who is streaming to it.
+
+Time and randomness come in (common.sources): `clock` for the master's
+silence, `tokens` for this process's instance id, `rng` for the registrar's
+backoff jitter; the real ones by default, a simulator's own otherwise.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
+import random
 from collections.abc import Sequence
 from typing import Protocol
 
 import structlog
 
+from replog.common import sources
+from replog.common.sources import Clock, Tokens
 from replog.core import ApplyResult, Entry, FollowerLog
 from replog.core.limits import MAX_INFLIGHT_BATCHES
 from replog.secondary.config import SecondaryConfig
@@ -26,12 +32,25 @@ class Stream(Protocol):
 
 
 class SecondaryNode:
-    def __init__(self, config: SecondaryConfig, store: NodeStore | None = None) -> None:
+    def __init__(
+        self,
+        config: SecondaryConfig,
+        store: NodeStore | None = None,
+        *,
+        clock: Clock = sources.monotonic,
+        tokens: Tokens = sources.token_hex,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
-        self.store = store or open_store(data_dir=None, node=config.secondary_id, role="secondary")
+        self.clock = clock
+        # The registrar's backoff jitter.
+        self.rng = rng or random.Random()
+        self.store = store or open_store(
+            data_dir=None, node=config.secondary_id, role="secondary", tokens=tokens
+        )
         # This process's random id: a copy of our data directory (same incarnation)
         # running elsewhere registers with another one, and cannot take our id.
-        self.instance = secrets.token_hex(8)
+        self.instance = tokens(8)
         # Entries ahead of a gap came in at most as many frames as the master
         # keeps in flight (core.limits): the buffer holds no more bytes than those.
         self.follower = FollowerLog(
@@ -40,7 +59,7 @@ class SecondaryNode:
         self.stream: Stream | None = None
         # Set whenever a stream starts or ends: the registrar watches it.
         self.stream_changed = asyncio.Event()
-        self.last_heard_from_master = time.monotonic()
+        self.last_heard_from_master = clock()
         self.cluster_id: str | None = None
         self.stopped = False
         self._restore()
@@ -93,7 +112,7 @@ class SecondaryNode:
             stream.close()
             return
         previous, self.stream = self.stream, stream
-        self.last_heard_from_master = time.monotonic()
+        self.last_heard_from_master = self.clock()
         if previous is not None:
             previous.close()
         self.stream_changed.set()
@@ -115,10 +134,10 @@ class SecondaryNode:
             log.info("stream_detached", contiguous_seq=self.follower.contiguous_seq)
 
     def heard_from_master(self) -> None:
-        self.last_heard_from_master = time.monotonic()
+        self.last_heard_from_master = self.clock()
 
     def master_silent_for(self) -> float:
-        return time.monotonic() - self.last_heard_from_master
+        return self.clock() - self.last_heard_from_master
 
     # -- the log -----------------------------------------------------------
 

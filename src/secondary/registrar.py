@@ -4,6 +4,10 @@ Whenever no replication stream is attached, register (again), retrying with
 capped, jittered backoff until the master answers. So start order never
 matters, a restarted master learns about us again, and a registration after
 a restart tells the master how much we hold, which is how catch-up starts.
+
+The registration itself goes through a `RegisterTransport` (an HTTP POST to
+the master's /register by default, `HttpRegister`); a simulator gives its own.
+The backoff's jitter comes from the node's `rng`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import orjson
 import structlog
@@ -28,13 +34,62 @@ log = structlog.get_logger("replog.secondary")
 STREAM_WAIT_SECONDS = 3.0
 
 
+@dataclass(frozen=True, slots=True)
+class RegisterAnswer:
+    """The master's answer to a registration."""
+
+    # The HTTP status: 200 registered; 401, 409 refused; 599 no answer in time.
+    status: int
+    # The answer's body as sent (the master's JSON error), None when there was none.
+    body: bytes | None = None
+    # What went wrong, in words (logged when the body says nothing).
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+# Sends our report (SecondaryNode.report()) to the master's /register. Raises
+# OSError (ssl.SSLError included) when the master cannot be reached.
+RegisterTransport = Callable[[dict], Awaitable[RegisterAnswer]]
+
+
+class HttpRegister:
+    """The default transport: POST the report to the master, with the cluster token."""
+
+    def __init__(self, master_url: str, peers: PeerClient) -> None:
+        self.url = master_url + "/register"
+        self.peers = peers
+
+    async def __call__(self, report: dict) -> RegisterAnswer:
+        request = self.peers.request(
+            self.url,
+            method="POST",
+            body=orjson.dumps(report),
+            headers={"Content-Type": "application/json"},
+            connect_timeout=3,
+            request_timeout=5,
+        )
+        try:
+            response = await left_alone_if_cancelled(AsyncHTTPClient().fetch(request))
+        except HTTPClientError as exc:
+            body = None if exc.response is None else exc.response.body
+            return RegisterAnswer(exc.code, body, str(exc))
+        return RegisterAnswer(response.code, response.body, response.reason)
+
+
 class Registrar:
-    def __init__(self, node: SecondaryNode) -> None:
+    def __init__(self, node: SecondaryNode, register: RegisterTransport | None = None) -> None:
         self.node = node
         config = node.config
-        self._backoff = Backoff(initial=config.retry_initial, maximum=config.retry_max)
-        # Registration carries the cluster token and verifies an https master.
-        self._peers = PeerClient(config.cluster_token, config.tls)
+        self._backoff = Backoff(
+            initial=config.retry_initial, maximum=config.retry_max, rng=node.rng
+        )
+        # By default it carries the cluster token and verifies an https master.
+        self._register = register or HttpRegister(
+            config.master_url, PeerClient(config.cluster_token, config.tls)
+        )
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -73,37 +128,8 @@ class Registrar:
     async def _register_once(self) -> bool:
         config = self.node.config
         body = self.node.report()
-        request = self._peers.request(
-            config.master_url + "/register",
-            method="POST",
-            body=orjson.dumps(body),
-            headers={"Content-Type": "application/json"},
-            connect_timeout=3,
-            request_timeout=5,
-        )
         try:
-            await left_alone_if_cancelled(AsyncHTTPClient().fetch(request))
-        except HTTPClientError as exc:
-            if exc.code == 401:
-                # Not the master's token (or none): it will not stream to us. Keep asking,
-                # so fixing the master's token is enough.
-                log.error(
-                    "register_unauthorized",
-                    master=config.master_url,
-                    error=_error(exc) + " (give every node the same --cluster-token)",
-                )
-                return False
-            if exc.code == 409 and exc.response is not None:
-                # Another cluster's master, our id held by another node that is up, or
-                # this node removed from the cluster: keep our data, say so, keep asking.
-                conflict = _field(exc, "conflict")
-                event = "cluster_mismatch"
-                if isinstance(conflict, str):
-                    event = REFUSALS.get(conflict, event)
-                log.error(event, master=config.master_url, error=_error(exc))
-                return False
-            log.info("register_failed", master=config.master_url, error=str(exc))
-            return False
+            answer = await self._register(body)
         except ssl.SSLError as exc:
             # The master's certificate does not verify (or no TLS there): say why, loudly.
             log.error(
@@ -119,6 +145,27 @@ class Registrar:
             # Keep trying whatever went wrong: start order must never matter.
             log.warning("register_failed", master=config.master_url, error=repr(exc))
             return False
+        if answer.status == 401:
+            # Not the master's token (or none): it will not stream to us. Keep asking,
+            # so fixing the master's token is enough.
+            log.error(
+                "register_unauthorized",
+                master=config.master_url,
+                error=_error(answer) + " (give every node the same --cluster-token)",
+            )
+            return False
+        if answer.status == 409 and answer.body is not None:
+            # Another cluster's master, our id held by another node that is up, or
+            # this node removed from the cluster: keep our data, say so, keep asking.
+            conflict = _field(answer, "conflict")
+            event = "cluster_mismatch"
+            if isinstance(conflict, str):
+                event = REFUSALS.get(conflict, event)
+            log.error(event, master=config.master_url, error=_error(answer))
+            return False
+        if not answer.ok:
+            log.info("register_failed", master=config.master_url, error=answer.reason)
+            return False
         log.info(
             "registered",
             master=config.master_url,
@@ -133,11 +180,11 @@ class Registrar:
 REFUSALS = {"cluster": "cluster_mismatch", "id": "id_conflict", "removed": "removed_from_cluster"}
 
 
-def _field(exc: HTTPClientError, name: str) -> object:
-    if exc.response is None:
+def _field(answer: RegisterAnswer, name: str) -> object:
+    if answer.body is None:
         return None
     try:
-        return orjson.loads(exc.response.body).get(name)
+        return orjson.loads(answer.body).get(name)
     except (orjson.JSONDecodeError, TypeError, AttributeError):
         return None
 
@@ -154,11 +201,11 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
             await event.wait()
 
 
-def _error(exc: HTTPClientError) -> str:
+def _error(answer: RegisterAnswer) -> str:
     """The master's JSON error message, or the HTTP reason."""
-    if exc.response is None:
-        return str(exc)
+    if answer.body is None:
+        return answer.reason
     try:
-        return str(orjson.loads(exc.response.body)["error"])
+        return str(orjson.loads(answer.body)["error"])
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        return str(exc)
+        return answer.reason

@@ -7,6 +7,11 @@ sync covers many entries and the event loop never waits for the disk. Each
 handoff between the threads costs CPU (a futex, an eventfd wake-up), so the
 thread starts the next sync by itself and tells the loop of completed syncs
 once per loop turn.
+
+A store takes any `Syncer` (made by a `SyncerFactory`); `GroupCommit` is the
+one the servers run. `InlineSyncer` syncs on the caller's thread when the
+event loop (or whoever drives it) runs the sync it scheduled: no thread, so a
+simulator on a virtual clock decides exactly when a sync completes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from replog.storage.segments import SegmentLog
 
@@ -52,6 +58,32 @@ class SyncStats:
             "sync_ms_p50": pct(0.50),
             "sync_ms_p99": pct(0.99),
         }
+
+
+class Syncer(Protocol):
+    """What a DiskStore needs to make its appends durable (fsync="always")."""
+
+    # The durable prefix, as reported to `on_durable` (a store's reset sets it).
+    durable_seq: int
+    stats: SyncStats
+    # A sync failed: nothing after the last good one may be claimed durable.
+    failed: bool
+
+    def request(self) -> None:
+        """Something was appended: make it durable, then report it to `on_durable`."""
+
+    def truncated(self, keep: int) -> None:
+        """The log was cut back to 1..keep."""
+
+    def close(self) -> None:
+        """Stop syncing (a sync under way finishes; nothing new starts)."""
+
+
+# Makes a store's syncer: (log, on_durable, on_failure, lock); `lock` guards the log.
+SyncerFactory = Callable[
+    [SegmentLog, Callable[[int], None], Callable[[BaseException], None], threading.Lock],
+    Syncer,
+]
 
 
 class GroupCommit:
@@ -176,3 +208,104 @@ class GroupCommit:
             self._wake.notify()
         if self._thread is not None:
             self._thread.join()
+
+
+# Runs a callback later: asyncio's loop.call_soon, or a queue a test or simulator drains.
+Schedule = Callable[[Callable[[], None]], object]
+
+
+class InlineSyncer:
+    """A syncer without a thread: each request schedules one sync on the caller's side.
+
+    `request()` hands `sync` to `schedule` (default: the running loop's
+    call_soon), once until it has run, so requests made together share one
+    sync, as with GroupCommit. `sync()` runs the fdatasyncs on the calling
+    thread and reports the durable prefix to `on_durable` straight away; a
+    failure sets `failed` and goes to `on_failure`, and nothing syncs after it.
+    `clock` times the syncs for the stats only (a simulator passes its own).
+    """
+
+    def __init__(
+        self,
+        log: SegmentLog,
+        on_durable: Callable[[int], None],
+        on_failure: Callable[[BaseException], None],
+        lock: threading.Lock,
+        *,
+        schedule: Schedule | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.log = log
+        self.lock = lock
+        self.durable_seq = log.last_seq
+        self.stats = SyncStats()
+        self.failed = False
+        self._on_durable = on_durable
+        self._on_failure = on_failure
+        self._schedule = schedule
+        self._clock = clock
+        self._scheduled = False
+        self._closed = False
+
+    @classmethod
+    def factory(
+        cls, schedule: Schedule | None = None, clock: Callable[[], float] = time.perf_counter
+    ) -> SyncerFactory:
+        """A SyncerFactory for DiskStore / open_store, with this schedule and clock."""
+
+        def make(
+            log: SegmentLog,
+            on_durable: Callable[[int], None],
+            on_failure: Callable[[BaseException], None],
+            lock: threading.Lock,
+        ) -> Syncer:
+            return cls(log, on_durable, on_failure, lock, schedule=schedule, clock=clock)
+
+        return make
+
+    @property
+    def pending(self) -> bool:
+        """A sync is scheduled and has not run yet."""
+        return self._scheduled
+
+    def request(self) -> None:
+        if self._scheduled or self._closed or self.failed:
+            return
+        schedule = self._schedule
+        if schedule is None:
+            try:
+                schedule = asyncio.get_running_loop().call_soon
+            except RuntimeError:
+                return  # before the loop runs (start-up): the next request asks
+        self._scheduled = True
+        schedule(self.sync)
+
+    def truncated(self, keep: int) -> None:
+        self.durable_seq = min(self.durable_seq, keep)
+
+    def sync(self) -> None:
+        """Sync everything appended so far and report it (what `request` scheduled)."""
+        self._scheduled = False
+        if self._closed or self.failed:
+            return
+        with self.lock:
+            if self.log.last_seq <= self.durable_seq:
+                return
+            job = self.log.begin_sync()
+        started = self._clock()
+        try:
+            job.run()
+        except BaseException as exc:
+            self.failed = True
+            self._on_failure(exc)
+            return
+        finally:
+            with self.lock:
+                self.log.finish_sync(job)
+        self.stats.record(job.target_seq, self._clock() - started)
+        if job.target_seq > self.durable_seq:
+            self.durable_seq = job.target_seq
+            self._on_durable(job.target_seq)
+
+    def close(self) -> None:
+        self._closed = True

@@ -18,6 +18,13 @@ Durability: `append()` writes to the OS at once; with `fsync="always"` a
 group commit (storage.group_commit) then syncs in the background and reports
 the durable prefix to `on_durable`; with `fsync="never"` (and in memory) an
 entry counts as durable as soon as it is written.
+
+Opening a store on another disk, or without the sync thread: `open_store`
+takes any `storage.files.FileSystem` as `fs` (an in-memory one, say, like
+tests/support/lossy_fs.py; `data_dir` is then a path inside it), a
+`syncer` factory (storage.group_commit: `GroupCommit` by default, or
+`InlineSyncer.factory(schedule)` to sync when the caller's loop says so), and
+`tokens`, the source of the random incarnation (default secrets.token_hex).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import orjson
 
 from replog.core.entry import Entry
 from replog.storage.files import FileSystem, HeldLock, OsFileSystem
-from replog.storage.group_commit import GroupCommit
+from replog.storage.group_commit import GroupCommit, Syncer, SyncerFactory
 from replog.storage.segments import DEFAULT_SEGMENT_BYTES, Replay, SegmentLog
 
 FSYNC_MODES = ("always", "never")
@@ -64,8 +71,12 @@ class Identity:
     incarnation: str
 
 
-def new_incarnation() -> str:
-    return secrets.token_hex(8)
+# A random token of `nbytes` bytes, as hex (secrets.token_hex by default).
+Tokens = Callable[[int], str]
+
+
+def new_incarnation(tokens: Tokens = secrets.token_hex) -> str:
+    return tokens(8)
 
 
 def _ignore_durable(seq: int) -> None:
@@ -137,6 +148,7 @@ class DiskStore(NodeStore):
         data_dir: Path,
         log: SegmentLog,
         fsync: str,
+        syncer: SyncerFactory = GroupCommit,
     ) -> None:
         super().__init__(identity, fresh)
         self.fs = fs
@@ -146,7 +158,8 @@ class DiskStore(NodeStore):
         # The data directory's lock (storage.files.FileSystem.hold_lock), held until close.
         self.dir_lock: HeldLock | None = None
         self.durable_seq = log.last_seq
-        self._group: GroupCommit | None = None
+        self._make_syncer = syncer
+        self._group: Syncer | None = None
         # Every use of the log holds it: the sync thread shares the log.
         self._lock = threading.Lock()
 
@@ -171,7 +184,7 @@ class DiskStore(NodeStore):
         """The log is replayed: from here on appends are synced (with fsync=always)."""
         self.durable_seq = self.log.last_seq
         if self.fsync == "always":
-            self._group = GroupCommit(self.log, self._durable, self._failed, self._lock)
+            self._group = self._make_syncer(self.log, self._durable, self._failed, self._lock)
 
     def _failed(self, exc: BaseException) -> None:
         self.on_failure(exc)
@@ -251,14 +264,20 @@ def open_store(
     segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     repair: bool = False,
     fs: FileSystem | None = None,
+    syncer: SyncerFactory = GroupCommit,
+    tokens: Tokens = secrets.token_hex,
 ) -> NodeStore:
     """Open (creating if needed) a node's store and replay its log.
+
+    `fs` is the disk (default the real one), `syncer` makes what syncs the log
+    with fsync="always" (default the group-commit thread), `tokens` makes a new
+    directory's incarnation (and the memory store's, with no `data_dir`).
 
     Raises StoreError (and storage.segments.CorruptLog) when the directory
     must not be used: another node's, damaged, or a bad record mid-log.
     """
     if data_dir is None:
-        return NodeStore(Identity(node, role, new_incarnation()))
+        return NodeStore(Identity(node, role, new_incarnation(tokens)))
     fs = fs or OsFileSystem()
     try:
         fs.make_dir(data_dir)
@@ -273,7 +292,7 @@ def open_store(
             "every node needs its own data directory"
         ) from None
     try:
-        store = _open_locked(fs, data_dir, node, role, fsync, segment_bytes, repair)
+        store = _open_locked(fs, data_dir, node, role, fsync, segment_bytes, repair, syncer, tokens)
     except BaseException:
         if dir_lock is not None:
             dir_lock.close()
@@ -290,13 +309,15 @@ def _open_locked(
     fsync: str,
     segment_bytes: int,
     repair: bool,
+    syncer: SyncerFactory,
+    tokens: Tokens,
 ) -> DiskStore:
     """open_store, once this process holds the directory."""
-    identity, fresh = _identity(fs, data_dir, node, role)
+    identity, fresh = _identity(fs, data_dir, node, role, tokens)
     if fresh:
         fs.sync_dir(data_dir.parent)  # the new directory's own name
     log = SegmentLog(fs, data_dir / LOG_DIR, segment_bytes)
-    store = DiskStore(identity, fresh, fs, data_dir, log, fsync)
+    store = DiskStore(identity, fresh, fs, data_dir, log, fsync, syncer)
     store.state = _checked_state(store.load(STATE), data_dir / STATE)
     lost = not fresh and not _exists(fs, data_dir / LOG_DIR)
     if lost and not repair:
@@ -346,7 +367,9 @@ def _checked_state(doc: dict | None, path: Path) -> dict:
     return state
 
 
-def _identity(fs: FileSystem, data_dir: Path, node: str, role: str) -> tuple[Identity, bool]:
+def _identity(
+    fs: FileSystem, data_dir: Path, node: str, role: str, tokens: Tokens
+) -> tuple[Identity, bool]:
     path = data_dir / IDENTITY
     try:
         doc = orjson.loads(fs.read(path))
@@ -364,7 +387,7 @@ def _identity(fs: FileSystem, data_dir: Path, node: str, role: str) -> tuple[Ide
                 f"{data_dir} holds log segments but no {IDENTITY}: not a replog data "
                 "directory, or a damaged one; move it away to start this node empty"
             )
-        identity = Identity(node, role, new_incarnation())
+        identity = Identity(node, role, new_incarnation(tokens))
         # log/ first: once identity.json exists, a missing log/ means lost files.
         fs.make_dir(data_dir / LOG_DIR)
         fs.write_atomic(path, orjson.dumps(_as_doc(identity)))
