@@ -117,7 +117,7 @@ class SecondaryLink:
         self.host = host
         self.secondary_id = secondary_id
         self.config = config
-        self._backoff = Backoff(
+        self.backoff = Backoff(
             initial=config.retry_initial, maximum=config.retry_max, rng=host.rng
         )
         # Set by wake() (new entries, an ACK, the stream ended, a heartbeat due);
@@ -188,7 +188,7 @@ class SecondaryLink:
         from looping as fast as they can.
         """
         if not self._refused:
-            self._backoff.reset()
+            self.backoff.reset()
             self._restart.set()
         if self._session_task is not None:
             self._session_task.cancel()
@@ -255,7 +255,7 @@ class SecondaryLink:
                 return
             if self._restart.is_set():
                 continue
-            delay = self._backoff.next_delay()
+            delay = self.backoff.next_delay()
             log.info("stream_retry", secondary=self.secondary_id, retry_in_ms=round(delay * 1000))
             # asyncio.timeout, not wait_for: in Python 3.11 wait_for loses a cancel
             # that comes as the event is set, and the link would dial on after stop().
@@ -318,7 +318,7 @@ class SecondaryLink:
                 # A working stream (it took what it was sent): the next dial after
                 # it ends is at once. A peer that refuses or breaks what it is sent
                 # (the ACK answering sync proves nothing yet) waits out the backoff.
-                self._backoff.reset()
+                self.backoff.reset()
                 self._refused = False
             elif isinstance(effect, Opened):
                 self._log_opened(effect)

@@ -83,7 +83,7 @@ class Registrar:
     def __init__(self, node: SecondaryNode, register: RegisterTransport | None = None) -> None:
         self.node = node
         config = node.config
-        self._backoff = Backoff(
+        self.backoff = Backoff(
             initial=config.retry_initial, maximum=config.retry_max, rng=node.rng
         )
         # By default it carries the cluster token and verifies an https master.
@@ -104,10 +104,10 @@ class Registrar:
                 await self._watch_stream()
                 continue
             if await self._register_once():
-                self._backoff.reset()
+                self.backoff.reset()
                 await self._wait_for_stream(STREAM_WAIT_SECONDS)
             else:
-                await self._wait_for_stream(self._backoff.next_delay())
+                await self._wait_for_stream(self.backoff.next_delay())
 
     async def _watch_stream(self) -> None:
         """While a stream is attached, drop it if the master falls silent."""
