@@ -117,9 +117,7 @@ class SecondaryLink:
         self.host = host
         self.secondary_id = secondary_id
         self.config = config
-        self.backoff = Backoff(
-            initial=config.retry_initial, maximum=config.retry_max, rng=host.rng
-        )
+        self.backoff = Backoff(initial=config.retry_initial, maximum=config.retry_max, rng=host.rng)
         # Set by wake() (new entries, an ACK, the stream ended, a heartbeat due);
         # the send loop parks on `_wakeup` only when nothing happened meanwhile.
         self._woken = False

@@ -83,9 +83,7 @@ class Registrar:
     def __init__(self, node: SecondaryNode, register: RegisterTransport | None = None) -> None:
         self.node = node
         config = node.config
-        self.backoff = Backoff(
-            initial=config.retry_initial, maximum=config.retry_max, rng=node.rng
-        )
+        self.backoff = Backoff(initial=config.retry_initial, maximum=config.retry_max, rng=node.rng)
         # By default it carries the cluster token and verifies an https master.
         self._register = register or HttpRegister(
             config.master_url, PeerClient(config.cluster_token, config.tls)
