@@ -10,6 +10,11 @@ The link only moves bytes and arms timers: what to send, what a frame means
 and when to drop a stream is decided by the core's `MasterStream`, one per
 connection session. What the link needs from the master node is `LinkHost`
 (the node is given a factory of links, so nothing here imports it).
+
+Dialing is a seam too: a link takes a `Dialer` that opens a `Connection`
+(default `dial_websocket`, Tornado's WebSocket client with the cluster token);
+a simulator gives one over its own network and runs this same link, e.g.
+`functools.partial(SecondaryLink, dial=its_dialer)` as the node's link factory.
 """
 
 from __future__ import annotations
@@ -18,14 +23,14 @@ import asyncio
 import contextlib
 import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlencode
 
 import structlog
 from tornado.httpclient import HTTPClientError
 from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+from tornado.websocket import WebSocketClosedError, websocket_connect
 
 from replog.common import wire
 from replog.common.backoff import Backoff
@@ -79,6 +84,40 @@ class LinkHost(Protocol):
         ...
 
 
+class Connection(Protocol):
+    """One replication connection to a secondary, as the link uses it (Tornado's
+    WebSocketClientConnection is one)."""
+
+    # Set once closed by the peer: the WebSocket close code and reason it sent.
+    close_code: int | None
+    close_reason: str | None
+
+    def read_message(self) -> Awaitable[str | bytes | None]:
+        """The next frame; None once the connection closed."""
+        ...
+
+    def write_message(self, message: bytes) -> asyncio.Future[None]:
+        """Send a frame; the Future fails if the connection closed. Raises
+        WebSocketClosedError on a connection known closed."""
+        ...
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None: ...
+
+
+# Opens a connection to `url` (the secondary's replication URL with its query) within
+# `timeout` seconds, reading frames up to `limit` (a FrameLimit notes one it refused),
+# dialed as `peers` says (the cluster token, TLS verification). Raises CONNECT_ERRORS.
+Dialer = Callable[[str, float, FrameLimit, "PeerClient"], Awaitable[Connection]]
+
+
+async def dial_websocket(
+    url: str, timeout: float, limit: FrameLimit, peers: PeerClient
+) -> Connection:
+    """The default Dialer: Tornado's WebSocket client."""
+    request = peers.request(url, connect_timeout=timeout, request_timeout=timeout)
+    return await websocket_connect(request, max_message_size=limit)
+
+
 class PeerMismatch(Exception):
     """The node answering at the secondary's URL is not the one that registered."""
 
@@ -113,8 +152,16 @@ class SecondaryLink:
     after the secondary registered again.
     """
 
-    def __init__(self, host: LinkHost, secondary_id: str, config: MasterConfig) -> None:
+    def __init__(
+        self,
+        host: LinkHost,
+        secondary_id: str,
+        config: MasterConfig,
+        *,
+        dial: Dialer = dial_websocket,
+    ) -> None:
         self.host = host
+        self._dial = dial
         self.secondary_id = secondary_id
         self.config = config
         self.backoff = Backoff(initial=config.retry_initial, maximum=config.retry_max, rng=host.rng)
@@ -123,14 +170,14 @@ class SecondaryLink:
         self._woken = False
         self._wakeup: asyncio.Future[None] | None = None
         self._restart = asyncio.Event()  # registration: reconnect now
-        self._conn: WebSocketClientConnection | None = None
+        self._conn: Connection | None = None
         # The current connection's read limit (it notes a frame it refused).
         self._limit = FrameLimit(wire.MASTER_READ_LIMIT)
         self._task: asyncio.Task[None] | None = None
         self._session_task: asyncio.Task[None] | None = None
         # The connection and its protocol state while a session is streaming
         # (after hello and sync).
-        self._live: tuple[WebSocketClientConnection, MasterStream] | None = None
+        self._live: tuple[Connection, MasterStream] | None = None
         self._send_soon = False
         self._stopped = False
         # The last stream ended over a frame one end refused (cleared by a good ACK).
@@ -159,7 +206,7 @@ class SecondaryLink:
             conn, stream = self._live
             self._write(conn, stream.batches())
 
-    def _write(self, conn: WebSocketClientConnection, sends: Sequence[Send]) -> None:
+    def _write(self, conn: Connection, sends: Sequence[Send]) -> None:
         try:
             for send in sends:
                 message = send.message
@@ -200,7 +247,7 @@ class SecondaryLink:
         conn = self._conn
         if conn is not None:
             conn.close()
-            stream = getattr(conn.protocol, "stream", None)
+            stream = getattr(getattr(conn, "protocol", None), "stream", None)
             if stream is not None:
                 stream.close()
 
@@ -297,7 +344,7 @@ class SecondaryLink:
             return stream.violation(str(exc))
         return stream.receive(message, self.host.clock())
 
-    def _carry_out(self, conn: WebSocketClientConnection, effects: list[MasterEffect]) -> bool:
+    def _carry_out(self, conn: Connection, effects: list[MasterEffect]) -> bool:
         """Do what the stream decided; False once it closed."""
         for effect in effects:
             if isinstance(effect, Send):
@@ -344,7 +391,7 @@ class SecondaryLink:
             epoch=opened.epoch,
         )
 
-    def _close(self, conn: WebSocketClientConnection, close: Close) -> None:
+    def _close(self, conn: Connection, close: Close) -> None:
         if close.kind is CloseKind.PROTOCOL:
             # A frame no correct secondary sends; we dial again later, with backoff.
             self._refused = True
@@ -361,7 +408,7 @@ class SecondaryLink:
             log.info("stream_dropped_unhealthy", secondary=self.secondary_id)
             self._abort()
 
-    def _log_closed(self, conn: WebSocketClientConnection, frame: str) -> None:
+    def _log_closed(self, conn: Connection, frame: str) -> None:
         """The stream ended: say why, if it was over a frame one end refused."""
         if self._limit.exceeded is not None:
             self._refused = True
@@ -387,7 +434,7 @@ class SecondaryLink:
                 reason=f"{conn.close_reason}{hint}",
             )
 
-    async def _connect(self, epoch: int) -> WebSocketClientConnection:
+    async def _connect(self, epoch: int) -> Connection:
         url = self.host.url_of(self.secondary_id)
         if url is None:
             raise PeerMismatch(f"{self.secondary_id!r} is no longer a member")
@@ -401,17 +448,17 @@ class SecondaryLink:
                 "max_frame": self.config.max_frame_bytes,
             }
         )
-        timeout = self.config.unhealthy_after
-        # The cluster token, and the secondary's certificate verified for wss.
-        request = self.host.peers.request(
-            f"{ws_url}{wire.REPLICATION_PATH}?{query}",
-            connect_timeout=timeout,
-            request_timeout=timeout,
-        )
         # A secondary sends a hello and ACKs only: anything larger is refused unread.
         self._limit = FrameLimit(wire.MASTER_READ_LIMIT)
-        # A Future (typed as an Awaitable): shielded, and closed if it opens after a cancel.
-        connecting = asyncio.ensure_future(websocket_connect(request, max_message_size=self._limit))
+        # The cluster token, and the secondary's certificate verified for wss.
+        dialing = self._dial(
+            f"{ws_url}{wire.REPLICATION_PATH}?{query}",
+            self.config.unhealthy_after,
+            self._limit,
+            self.host.peers,
+        )
+        # A Future: shielded, and closed if it opens after a cancel.
+        connecting = asyncio.ensure_future(dialing)
         try:
             self._conn = await asyncio.shield(connecting)
         except asyncio.CancelledError:
@@ -421,7 +468,7 @@ class SecondaryLink:
         return self._conn
 
     async def _send_loop(
-        self, conn: WebSocketClientConnection, stream: MasterStream, reader: asyncio.Task
+        self, conn: Connection, stream: MasterStream, reader: asyncio.Task
     ) -> None:
         """Poll the stream whenever something happened or a heartbeat is due, and
         send what it says; end the session when it says so."""
@@ -442,7 +489,7 @@ class SecondaryLink:
                 timer.cancel()
                 self._wakeup = None
 
-    async def _read_acks(self, conn: WebSocketClientConnection, stream: MasterStream) -> None:
+    async def _read_acks(self, conn: Connection, stream: MasterStream) -> None:
         try:
             while (raw := await conn.read_message()) is not None:
                 if not self._carry_out(conn, self._receive(stream, raw)):

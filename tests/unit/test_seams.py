@@ -3,9 +3,10 @@
 A MasterNode and a SecondaryNode on a fake clock, with counted ids, seeded
 jitter, stores on an in-memory file system that sync only when the test runs
 their InlineSyncer, the recovery fetch and registration through injected
-transports, and the replication stream carried by hand between the master's
-MasterStream and the secondary's ReplicationSession. No socket, no thread, no
-real time: every step below happens because the test made it happen.
+transports, and the replication stream carried between the master's
+MasterStream and the secondary's ReplicationSession, by hand or by the real
+SecondaryLink through an in-process dialer. No socket, no thread, no real
+time: every step below happens because the test made it happen.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import asyncio
 import itertools
 import random
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 import pytest
@@ -99,16 +102,18 @@ class BytePipe:
 class Cluster:
     """One master and one secondary `s1`, on one in-memory disk each."""
 
-    def __init__(self, master_tokens: str = "m", secondary_tokens: str = "s") -> None:
+    def __init__(self, links_to: Callable[[SecondaryNode], object] = lambda node: NoLink) -> None:
+        """`links_to(secondary)`: the master's link factory (by default, no links)."""
         self.clock = FakeClock()
         self.master_syncs = SyncQueue()
         self.secondary_syncs = SyncQueue()
         self.master_fs = LossyFileSystem()
         self.secondary_fs = LossyFileSystem()
-        self.master_tokens = counted_tokens(master_tokens)
-        self.secondary_tokens = counted_tokens(secondary_tokens)
-        self.master = self.open_master()
+        self.master_tokens = counted_tokens("m")
+        self.secondary_tokens = counted_tokens("s")
         self.secondary = self.open_secondary()
+        self.link_factory = links_to(self.secondary)
+        self.master = self.open_master()
 
     def open_master(self) -> MasterNode:
         store = open_store(
@@ -122,7 +127,7 @@ class Cluster:
         return MasterNode(
             MasterConfig(secondaries=1),
             store,
-            link_factory=NoLink,
+            link_factory=self.link_factory,
             clock=self.clock,
             wall_clock_ms=lambda: 1_700_000_000_000,
             tokens=self.master_tokens,
@@ -473,3 +478,93 @@ def test_a_failed_inline_sync_reports_the_failure_and_claims_nothing():
     assert [type(f) for f in failures] == [OSError]
     assert store.durable_seq == 0
     assert store.sync_stats()["syncs"] == 0
+
+
+class Loopback:
+    """Both ends of one in-process replication connection: the master's `Connection`
+    (what SecondaryLink reads and writes) and the secondary session's `Pipe`."""
+
+    def __init__(self, node: SecondaryNode) -> None:
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.session = ReplicationSession(node, self)
+        self._to_master: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._open = True
+
+    # -- the master's end (replicator.Connection) --
+
+    async def read_message(self) -> bytes | None:
+        return await self._to_master.get()
+
+    def write_message(self, message: bytes) -> asyncio.Future[None]:
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._open:
+            asyncio.get_running_loop().call_soon(self.session.receive, message)
+            sent.set_result(None)
+        else:
+            sent.set_exception(ConnectionResetError())
+        return sent
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self._open:
+            self._open = False
+            self.close_code, self.close_reason = code, reason
+            self._to_master.put_nowait(None)
+            self.session.closed()
+
+    # -- the secondary's end (replication.Pipe) --
+
+    def send(self, frame: bytes) -> None:
+        if self._open:
+            self._to_master.put_nowait(frame)
+
+
+def loopback_dialer(node: SecondaryNode, dialed: list[Loopback]):
+    async def dial(url: str, timeout: float, limit: object, peers: object) -> Loopback:
+        query = dict(parse_qsl(urlsplit(url).query))
+        connection = Loopback(node)
+        refused = connection.session.accept(
+            epoch=query["epoch"],
+            secondary=query["secondary"],
+            cluster=query["cluster"],
+            max_frame=query.get("max_frame"),
+        )
+        assert refused is None, refused
+        connection.session.open()
+        dialed.append(connection)
+        return connection
+
+    return dial
+
+
+async def settle(cluster: Cluster, done: Callable[[], bool], turns: int = 200) -> None:
+    """Run the loop a bounded number of turns, running every sync asked for, until `done`."""
+    for _ in range(turns):
+        if done():
+            return
+        cluster.master_syncs.run()
+        cluster.secondary_syncs.run()
+        await asyncio.sleep(0)
+    raise AssertionError(f"not done after {turns} loop turns")
+
+
+def test_the_real_link_streams_to_the_real_session_through_a_dialer():
+    async def main() -> None:
+        dialed: list[Loopback] = []
+        cluster = Cluster(
+            links_to=lambda secondary: partial(
+                SecondaryLink, dial=loopback_dialer(secondary, dialed)
+            )
+        )
+        cluster.register()
+        await settle(cluster, lambda: cluster.master.log.progress("s1").connected)
+        cluster.master.start()  # health: the secondary is up, there is quorum
+        writing = asyncio.ensure_future(cluster.master.write(write("linked", 2)))
+        await settle(cluster, writing.done)
+        assert writing.result().acked_by == ("master", "s1")
+        assert [e.message for e in cluster.secondary.follower.entries(1, 10)] == ["linked"]
+        assert len(dialed) == 1
+        await cluster.stop()
+        assert cluster.secondary.stream is None
+
+    asyncio.run(main())
