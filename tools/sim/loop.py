@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import os
 import random
 import sys
@@ -61,6 +62,27 @@ class SimBudgetExceeded(SimulationError):
 
 class SimTimeLimit(SimulationError):
     """The virtual clock would pass the run's time limit before it finished."""
+
+
+class _OrderedTimer(asyncio.TimerHandle):
+    """A timer that, at an equal time, fires after the ones scheduled before it.
+
+    asyncio's heap compares `when` only, so timers due at the same instant come out
+    in heap order. Real clocks rarely tie (the later call_later reads a later time);
+    virtual time ties all the time. Breaking ties by scheduling order keeps what a
+    real loop would do, and is deterministic.
+    """
+
+    __slots__ = ("_order",)
+
+    def __init__(self, order: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._order = order
+
+    def __lt__(self, other: object) -> bool:
+        if isinstance(other, _OrderedTimer):
+            return (self._when, self._order) < (other._when, other._order)
+        return NotImplemented
 
 
 class _VirtualSelector:
@@ -106,6 +128,7 @@ class SimLoop(asyncio.BaseEventLoop):
             weakref.WeakKeyDictionary()
         )
         self._tasks_created = 0
+        self._timers_created = 0
         self.set_task_factory(self._make_task)
         # Exceptions nobody retrieved ("Task exception was never retrieved", a
         # callback that raised): kept for the runner to judge, not just logged.
@@ -158,6 +181,24 @@ class SimLoop(asyncio.BaseEventLoop):
                     if child < len(heap):
                         stack.append(child)
         return count
+
+    def call_at(  # type: ignore[override]
+        self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        # BaseEventLoop.call_at, with the tie-breaking timer.
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+        self._timers_created += 1
+        timer = _OrderedTimer(self._timers_created, when, callback, args, self, context=context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        heapq.heappush(self._scheduled, timer)
+        timer._scheduled = True
+        return timer
 
     # --- what a simulation must not do -----------------------------------------
 
