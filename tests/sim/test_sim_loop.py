@@ -3,6 +3,7 @@
 import asyncio
 import random
 import time
+from pathlib import Path
 
 import pytest
 
@@ -234,3 +235,57 @@ def test_the_trace_keeps_only_the_newest_events():
     assert [entry[2] for entry in trace.entries()] == [(2,), (3,), (4,)]
     assert trace.format().splitlines()[0] == "... 2 earlier events not kept"
     assert trace.format(last=1).splitlines()[-1].split() == ["4.000000", "tick", "4"]
+
+
+def test_tornado_on_the_loop_reads_virtual_time(loop):
+    from tornado.ioloop import IOLoop, PeriodicCallback
+
+    seen: list[tuple[str, float]] = []
+
+    async def main() -> None:
+        io = IOLoop.current()
+        assert io.time() == loop.time()
+        start = io.time()
+        io.call_later(5, lambda: seen.append(("call_later", io.time() - start)))
+        io.add_callback(lambda: seen.append(("add_callback", io.time() - start)))
+        ticks = PeriodicCallback(lambda: seen.append(("tick", io.time() - start)), 1000)
+        ticks.start()
+        await asyncio.sleep(3.5)
+        ticks.stop()
+        await asyncio.sleep(2)
+
+    loop.run_until_complete(main())
+    assert seen == [
+        ("add_callback", 0.0),
+        ("tick", 1.0),
+        ("tick", 2.0),
+        ("tick", 3.0),
+        ("call_later", 5.0),
+    ]
+
+
+def test_a_runner_without_a_fixed_hash_seed_runs_itself_again_with_one():
+    import os
+    import subprocess
+    import sys
+
+    program = (
+        "import os, sys\n"
+        "from tools.sim.loop import require_fixed_hash_seed\n"
+        "require_fixed_hash_seed()\n"
+        "print(os.environ['PYTHONHASHSEED'], sys.flags.hash_randomization, hash('replog'))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", program],
+            env=env,
+            cwd=Path(__file__).parents[2],  # the repository root, where tools/ is
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0].split()[:2] == ["0", "0"]
