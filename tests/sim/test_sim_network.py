@@ -266,6 +266,31 @@ def test_a_listener_can_refuse_a_dial(loop):
     assert network.connections() == []
 
 
+def test_a_partition_isolates_groups_until_it_heals(loop):
+    network = SimNetwork(loop, random.Random(12), latency=0.1)
+    s1 = Server(loop, network, "s1")
+    Server(loop, network, "s2")
+
+    async def main():
+        to_s1 = await network.connect("master", "s1")
+        network.partition(["master"], ["s1", "s2"])
+        to_s1.write_message(b"held")
+        with pytest.raises(TimeoutError):
+            await network.connect("master", "s2", timeout=10)
+        inside = await network.connect("s1", "s2", timeout=10)  # same side: fine
+        await asyncio.sleep(10)
+        during = list(s1.got[to_s1.id])
+        network.heal_all()
+        await asyncio.sleep(1)
+        return to_s1, inside, during
+
+    to_s1, inside, during = run(loop, main())
+    assert during == []
+    assert [f for _, f in s1.got[to_s1.id]] == [b"held"]
+    assert not to_s1.closed and not inside.closed
+    assert network.faults == {"partition": 1, "heal_all": 1}
+
+
 # --- random faults: the ordering property, and determinism -----------------------------
 
 NODES = ("master", "s1", "s2", "s3")
