@@ -204,6 +204,7 @@ def test_a_node_clock_jumps_both_ways_without_moving_the_loop_timers(loop):
     clock.jump(-100, node="master")
     assert clock() == loop.time() - 100
     assert clock.wall() == sim_loop.WALL_EPOCH + 4 - 100
+    assert clock.wall_ms() == (sim_loop.WALL_EPOCH + 4 - 100) * 1000
     loop.run_for(6)  # the timer still fires 10 virtual seconds in
     assert readings == [DEFAULT_START + 10 - 100]
     clock.jump(250, node="master")

@@ -326,8 +326,8 @@ class _Limits:
 class NodeClock:
     """One node's clock: the loop's virtual time plus an offset the simulator moves.
 
-    A node is given this as its injected clock (`clock()` or `clock.monotonic()` where
-    it read `time.monotonic()`, `clock.wall()` for `time.time()`). Jumping it moves
+    A node is given this as its injected clock: `clock` is a `common.sources.Clock`
+    (seconds, monotonic), `clock.wall_ms` a `WallClockMs`. Jumping it moves
     only what the node reads, forwards or backwards; the node's asyncio timers stay
     on the loop's virtual time, which never goes back (as a real monotonic timer
     would not, while the wall clock can).
@@ -345,6 +345,10 @@ class NodeClock:
 
     def wall(self) -> float:
         return WALL_EPOCH + self._loop.time() - DEFAULT_START + self.offset
+
+    def wall_ms(self) -> int:
+        """`wall()` in whole milliseconds (a node's `wall_clock_ms`)."""
+        return int(self.wall() * 1000)
 
     def jump(self, seconds: float, node: str = "") -> None:
         """Move this node's clock by `seconds` (negative: backwards)."""

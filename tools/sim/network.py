@@ -45,12 +45,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tornado.websocket import WebSocketClosedError
+
 from tools.sim.loop import SimLoop
 from tools.sim.trace import Trace
 
 
-class ConnectionClosed(ConnectionError):
-    """A write on an end that is closed (as Tornado's WebSocketClosedError)."""
+class ConnectionClosed(WebSocketClosedError):
+    """A write on an end known closed: Tornado's error, which the master's link expects."""
 
 
 class DialRefused(ConnectionError):
@@ -114,7 +116,12 @@ class _Pipe:
 
 
 class SimConnection:
-    """One end of a connection, with the read/write/close surface of a WebSocket."""
+    """One end of a connection, with the read/write/close surface of a WebSocket.
+
+    It is a `replog.master.replicator.Connection` (what the master's SecondaryLink
+    reads and writes) and a `replog.secondary.replication.Pipe` (`send`, what a
+    ReplicationSession writes to), so the real link and session run on it.
+    """
 
     def __init__(self, network: SimNetwork, conn_id: int, local: str, remote: str) -> None:
         self.network = network
@@ -134,11 +141,21 @@ class SimConnection:
         state = "reset" if self.reset else "closed" if self.closed else "open"
         return f"<conn {self.id} {self.local}->{self.remote} {state}>"
 
-    def write_message(self, frame: bytes) -> None:
+    def write_message(self, frame: bytes) -> asyncio.Future[None]:
+        """Send a frame. The Future is done at once: no flow control, a write never
+        waits (Tornado's is done once the frame is in the socket's buffer)."""
         if self.closed:
             raise ConnectionClosed(f"connection {self.id} {self.local}->{self.remote} is closed")
         assert self._out is not None
         self.network._send(self._out, frame)
+        written: asyncio.Future[None] = self.network.loop.create_future()
+        written.set_result(None)
+        return written
+
+    def send(self, frame: bytes) -> None:
+        """Send a frame; on a closed end, drop it (the secondary's `Pipe`)."""
+        if not self.closed:
+            self.write_message(frame)
 
     def read_message(self) -> asyncio.Future[bytes | None]:
         """The next frame, or None once the connection is closed (a Future, as Tornado's)."""
