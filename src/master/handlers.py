@@ -44,6 +44,52 @@ class LogHandler(JsonHandler):
             self._waiter.cancel()
 
 
+def parse_report(doc: object, *, https_only: bool) -> LogReport:
+    """A registration body (`POST /register`) as the LogReport the node takes, or
+    InvalidRequest saying what is wrong. `https_only`: the cluster uses TLS (--tls-ca).
+    The simulator registers its secondaries through this too."""
+    if not isinstance(doc, dict):
+        raise InvalidRequest('send {"id": "<name>", "url": "http://host:port", ...}')
+    secondary_id, url = doc.get("id"), doc.get("url")
+    if not wire.valid_id(secondary_id) or secondary_id == "master":
+        raise InvalidRequest(
+            f'"id" must be 1 to {wire.MAX_ID_CHARS} characters, none a control character, '
+            'other than "master"',
+        )
+    if not is_node_url(url):
+        raise InvalidRequest(
+            '"url" must be http(s)://host:port and nothing more (no path, query, fragment '
+            "or user info), like http://127.0.0.2:5001",
+        )
+    if https_only and url.startswith("http://"):
+        # --tls-ca says this cluster uses TLS: never stream the log (or send the
+        # token) in clear to a secondary that advertises plain HTTP.
+        raise InvalidRequest('"url" must be https://: this master verifies its peers (--tls-ca)')
+    numbers = {}
+    for key in ("contiguous_seq", "last_epoch", "sync_epoch", "stream_epoch"):
+        value = doc.get(key, 0)
+        if not wire.valid_int(value):
+            raise InvalidRequest(f'"{key}" must be an integer from 0 to {wire.MAX_INT}')
+        numbers[key] = value
+    strings = {}
+    for key in ("incarnation", "cluster_id", "instance"):
+        value = doc.get(key)
+        if value is not None and not (isinstance(value, str) and 0 < len(value) <= 64):
+            raise InvalidRequest(f'"{key}" must be a string of 1 to 64 characters, or null')
+        strings[key] = value
+    return LogReport(
+        secondary_id=secondary_id,
+        url=url,
+        length=numbers["contiguous_seq"],
+        last_epoch=numbers["last_epoch"],
+        sync_epoch=numbers["sync_epoch"],
+        stream_epoch=numbers["stream_epoch"],
+        incarnation=strings["incarnation"] or "",
+        instance=strings["instance"] or "",
+        cluster_id=strings["cluster_id"],
+    )
+
+
 class RegisterHandler(JsonHandler):
     """`POST /register`: a secondary announces itself and reports its log.
 
@@ -60,49 +106,10 @@ class RegisterHandler(JsonHandler):
         self.node = node
 
     def post(self) -> None:
-        doc = decode_json_body(self.request.body)
-        if not isinstance(doc, dict):
-            raise InvalidRequest('send {"id": "<name>", "url": "http://host:port", ...}')
-        secondary_id, url = doc.get("id"), doc.get("url")
-        if not wire.valid_id(secondary_id) or secondary_id == "master":
-            raise InvalidRequest(
-                f'"id" must be 1 to {wire.MAX_ID_CHARS} characters, none a control character, '
-                'other than "master"',
-            )
-        if not is_node_url(url):
-            raise InvalidRequest(
-                '"url" must be http(s)://host:port and nothing more (no path, query, fragment '
-                "or user info), like http://127.0.0.2:5001",
-            )
-        if self.node.config.tls.ca is not None and url.startswith("http://"):
-            # --tls-ca says this cluster uses TLS: never stream the log (or send the
-            # token) in clear to a secondary that advertises plain HTTP.
-            raise InvalidRequest(
-                '"url" must be https://: this master verifies its peers (--tls-ca)'
-            )
-        numbers = {}
-        for key in ("contiguous_seq", "last_epoch", "sync_epoch", "stream_epoch"):
-            value = doc.get(key, 0)
-            if not wire.valid_int(value):
-                raise InvalidRequest(f'"{key}" must be an integer from 0 to {wire.MAX_INT}')
-            numbers[key] = value
-        strings = {}
-        for key in ("incarnation", "cluster_id", "instance"):
-            value = doc.get(key)
-            if value is not None and not (isinstance(value, str) and 0 < len(value) <= 64):
-                raise InvalidRequest(f'"{key}" must be a string of 1 to 64 characters, or null')
-            strings[key] = value
-        report = LogReport(
-            secondary_id=secondary_id,
-            url=url,
-            length=numbers["contiguous_seq"],
-            last_epoch=numbers["last_epoch"],
-            sync_epoch=numbers["sync_epoch"],
-            stream_epoch=numbers["stream_epoch"],
-            incarnation=strings["incarnation"] or "",
-            instance=strings["instance"] or "",
-            cluster_id=strings["cluster_id"],
+        report = parse_report(
+            decode_json_body(self.request.body), https_only=self.node.config.tls.ca is not None
         )
+        secondary_id = report.secondary_id
         # ClusterMismatch, MemberConflict and RemovedMember are answered by write_error.
         self.node.register(report)
         log = self.node.log
