@@ -115,8 +115,12 @@ class SimCluster:
             name: NodeSlot(name, NodeClock(self.loop, trace=self.trace), LossyFileSystem())
             for name in self.names
         }
-        # Faults the cluster itself injected (crashes, restarts, wipes, clock jumps).
+        # Faults the cluster itself injected (wipes, pauses, clock jumps; the network
+        # counts crashes).
         self.faults: dict[str, int] = {}
+        # Called with a node's name whenever its durable prefix may have grown (a sync
+        # completed, the process started on its disk): the runner's holding evidence.
+        self.on_durable: Callable[[str], None] | None = None
 
     def _child_rng(self) -> random.Random:
         return random.Random(self.rng.getrandbits(64))
@@ -205,6 +209,7 @@ class SimCluster:
                 rng=rng,
             )
             slot.node = master
+            self._watch_durable(name, store)
             master.start()
             return
         config = SecondaryConfig(
@@ -218,9 +223,22 @@ class SimCluster:
         )
         node = SecondaryNode(config, store, clock=slot.clock, tokens=tokens, rng=rng)
         slot.node = node
+        self._watch_durable(name, store)
         self.network.listen(name, self._acceptor(slot, gen))
         slot.registrar = Registrar(node, register=partial(self._register, name, gen))
         slot.registrar.start()
+
+    def _watch_durable(self, name: str, store: Any) -> None:
+        node_durable = store.on_durable  # the node's own handler, set by the node
+
+        def durable(seq: int) -> None:
+            node_durable(seq)
+            if self.on_durable is not None:
+                self.on_durable(name)
+
+        store.on_durable = durable
+        if self.on_durable is not None:
+            self.on_durable(name)
 
     def crash(self, name: str, *, wipe: bool = False) -> None:
         """Power cut: the process is gone at once, its disk keeps what was synced (a
@@ -232,7 +250,8 @@ class SimCluster:
         slot.generation += 1
         slot.node = None
         self.network.crash(name)
-        self.count("wipe" if wipe else "crash")
+        if wipe:
+            self.count("wipe")  # the crash itself the network counts
         self.trace.record("fault", "crash", name, "wiped" if wipe else "")
         if wipe:
             slot.fs = LossyFileSystem()

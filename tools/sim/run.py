@@ -122,6 +122,10 @@ class Simulation:
         self.client_rngs = [self.cluster._child_rng() for _ in range(self.config.clients)]
         names = self.cluster.names
         self.history = props.History(nodes=list(names), cluster_size=len(names))
+        # Each node's durable prefix over time, recorded as it grows: ack_unheld judges
+        # every name in an acknowledgment's acked_by against it.
+        self.holdings = {name: props.HoldingLog() for name in names}
+        self.cluster.on_durable = self._holding
         self.seq_checker = props.SeqUniqueChecker()
         self.read_checker = props.ReadChecker()
         self.violations: list[props.Violation] = []
@@ -140,6 +144,9 @@ class Simulation:
     def now(self) -> float:
         """The history's clock: virtual seconds since the run started."""
         return self.loop.time() - self.start_time
+
+    def _holding(self, name: str) -> None:
+        self.holdings[name].holding(self.now(), self.cluster.durable_prefix(name))
 
     # -- faults -------------------------------------------------------------------
 
@@ -177,6 +184,7 @@ class Simulation:
         if wipe:
             self.seq_checker.wiped(name)
             self.history.wipes.setdefault(name, []).append(self.now())
+            self.holdings[name].fresh_disk(self.now())
         if name == MASTER and self._master_died is not None and not self._master_died.done():
             self._master_died.set_result(None)
 
@@ -449,6 +457,19 @@ class Simulation:
         history.final_logs = dict(final)
         history.shown = self.read_checker.shown
         self.violations += props.check_all(history)
+        # ack_unheld without slack, so that an ACK a node sent before its entry was on
+        # its disk shows; the one excuse: the node was wiped while the write waited (the
+        # master counted the ACK of its previous disk and cannot know yet).
+        wipes = history.wipes
+        judged = [
+            w
+            for w in history.writes
+            if w.answered is not None
+            and not any(
+                w.sent <= t <= w.answered for holder in w.acked_by for t in wipes.get(holder, [])
+            )
+        ]
+        self.violations += props.ack_unheld(judged, self.holdings, 0.0, 0.0)
         self.violations += props.prefix_of_master(final)
 
     async def main(self) -> None:
