@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secondaries", type=int, default=SimConfig.secondaries)
     parser.add_argument("--no-crashes", action="store_true", help="network faults only")
     parser.add_argument("--no-faults", action="store_true", help="no fault at all")
+    parser.add_argument(
+        "--master-power-cuts", action="store_true", help="power cuts of the master too"
+    )
     args = parser.parse_args(argv)
     require_fixed_hash_seed()
     first = random_seed() if args.seed is None else args.seed
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             config.network_faults = config.crashes = config.clock_jumps = False
         if args.no_crashes:
             config.crashes = False
+        config.master_power_cuts = args.master_power_cuts
         result = simulate(seed, config)
         faults += result.faults
         events += result.events
@@ -47,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             replay += f" --secondaries {args.secondaries}"
             replay += " --no-faults" if args.no_faults else ""
             replay += " --no-crashes" if args.no_crashes else ""
+            replay += " --master-power-cuts" if args.master_power_cuts else ""
             print(f"FAILED seed {seed}: {len(result.violations)} violation(s)")
             print(f"replay: {replay}")
             for violation in result.violations[:10]:

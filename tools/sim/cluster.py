@@ -121,6 +121,8 @@ class SimCluster:
         # Called with a node's name whenever its durable prefix may have grown (a sync
         # completed, the process started on its disk): the runner's holding evidence.
         self.on_durable: Callable[[str], None] | None = None
+        # Per secondary, the loop times the master accepted its registration.
+        self.registered: dict[str, list[float]] = {name: [] for name in self.names}
 
     def _child_rng(self) -> random.Random:
         return random.Random(self.rng.getrandbits(64))
@@ -240,9 +242,10 @@ class SimCluster:
         if self.on_durable is not None:
             self.on_durable(name)
 
-    def crash(self, name: str, *, wipe: bool = False) -> None:
-        """Power cut: the process is gone at once, its disk keeps what was synced (a
-        torn last write included), or nothing at all when `wipe`."""
+    def crash(self, name: str, *, wipe: bool = False, power: bool = True) -> None:
+        """The process is gone at once. `power`: a power cut, its disk keeps what was
+        synced (the last write possibly torn); otherwise a killed process, the kernel
+        keeps everything written. `wipe`: the disk is lost."""
         slot = self.slots[name]
         node = slot.node
         if node is None:
@@ -250,14 +253,19 @@ class SimCluster:
         slot.generation += 1
         slot.node = None
         self.network.crash(name)
+        # The crash itself the network counts; these say what it cost.
         if wipe:
-            self.count("wipe")  # the crash itself the network counts
-        self.trace.record("fault", "crash", name, "wiped" if wipe else "")
+            self.count("wipe")
+        elif power:
+            self.count("power_cut")
+        self.trace.record("fault", "crash", name, "wiped" if wipe else "power" if power else "kill")
         if wipe:
             slot.fs = LossyFileSystem()
             slot.wipes.append(self.loop.time())
-        else:
+        elif power:
             slot.fs = slot.fs.crash(self._child_rng())
+        else:
+            slot.fs = slot.fs.kill()
         # The dead process's tasks: cancelled now; their clean-up reaches nothing
         # (its connections are reset, its syncs skipped, its disk already imaged).
         tasks, slot.tasks = slot.tasks, []
@@ -346,6 +354,7 @@ class SimCluster:
             master.register(parsed)
         except ReplogError as exc:
             return RegisterAnswer(error_status(exc), orjson.dumps(exc.to_json()), "refused")
+        self.registered[name].append(self.loop.time())
         log = master.log
         body = {
             "registered": name,
