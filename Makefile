@@ -68,3 +68,12 @@ CHAOS_ARGS ?=
 .PHONY: chaos
 chaos: install-test
 	$(BIN)/python -m tools.chaos --duration $(DURATION) --seed $(SEED) $(CHAOS_ARGS)
+
+# make sim: the deterministic simulator (tools/sim), SEEDS seeds from SIM_SEED; a failure
+# prints its seed and a one-line replay command.   make sim SEEDS=1000 SIM_SEED=5000
+SEEDS ?= 100
+SIM_SEED ?= 1
+SIM_ARGS ?=
+.PHONY: sim
+sim: install-test
+	PYTHONHASHSEED=0 $(BIN)/python -m tools.sim --seed $(SIM_SEED) --seeds $(SEEDS) $(SIM_ARGS)

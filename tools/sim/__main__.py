@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"faults: {total_faults} ({', '.join(f'{k}={v}' for k, v in sorted(faults.items()))})")
     print(
-        f"simulated events: {events}; {total_faults / real:.0f} faults/s, {events / real:.0f} events/s"
+        f"simulated events: {events}; "
+        f"{total_faults / real:.0f} faults/s, {events / real:.0f} events/s"
     )
     return 0
 

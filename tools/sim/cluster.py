@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+
 from replog.common.web import error_status
 from replog.core.entry import Entry
 from replog.core.errors import ReplogError
@@ -45,7 +46,6 @@ from replog.secondary.registrar import RegisterAnswer, Registrar
 from replog.secondary.replication import ReplicationSession
 from replog.storage.group_commit import InlineSyncer
 from replog.storage.node_store import open_store
-
 from tools.sim.disk import LossyFileSystem
 from tools.sim.loop import NodeClock, SimLoop
 from tools.sim.network import DialRefused, SimConnection, SimNetwork

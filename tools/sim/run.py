@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+
 from replog.common.web import error_status
 from replog.core import parse_write
 from replog.core.errors import ReplogError
-
 from tools import properties as props
 from tools.sim.cluster import MASTER, SimCluster, Timing
 
@@ -100,7 +100,8 @@ class SimResult:
     acked: int
     reads: int
     trace_tail: str
-    trace: list[Any]
+    # Every kept trace event as strings, its time as repr(): equal runs, equal lists.
+    trace: list[tuple[str, ...]]
 
     @property
     def ok(self) -> bool:
@@ -546,7 +547,7 @@ def simulate(seed: int, config: SimConfig | None = None) -> SimResult:
         acked=sum(w.outcome == "acked" for w in writes),
         reads=sim._reads,
         trace_tail=sim.trace.format(last=80),
-        trace=sim.trace.entries(),
+        trace=[(repr(t), kind, *map(str, parts)) for t, kind, parts in sim.trace.entries()],
     )
 
 
