@@ -276,7 +276,11 @@ class InlineSyncer:
             try:
                 schedule = asyncio.get_running_loop().call_soon
             except RuntimeError:
-                return  # before the loop runs (start-up): the next request asks
+                # No loop yet (start-up): sync now. Dropping the request would leave
+                # what was appended undeclared durable until some later append.
+                self._scheduled = True
+                self.sync()
+                return
         self._scheduled = True
         schedule(self.sync)
 

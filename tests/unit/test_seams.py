@@ -445,6 +445,20 @@ def test_an_unreachable_master_is_a_failed_registration():
     assert asyncio.run(main()) is False
 
 
+def test_an_inline_syncer_with_no_loop_and_no_schedule_syncs_at_once():
+    store = open_store(
+        data_dir=Path("/disk/s1"),
+        node="s1",
+        role="secondary",
+        fs=LossyFileSystem(),
+        syncer=InlineSyncer.factory(),
+    )
+    durable: list[int] = []
+    store.on_durable = durable.append
+    store.append([Entry(1, 1, None, "a")])  # no event loop runs here
+    assert durable == [1]
+
+
 def test_a_failed_inline_sync_reports_the_failure_and_claims_nothing():
     fs = LossyFileSystem()
     syncs = SyncQueue()
