@@ -158,8 +158,9 @@ class SimCluster:
 
     # -- starting and stopping processes -------------------------------------------
 
-    def start(self, name: str) -> None:
-        """Start a process on the machine `name`, on whatever its disk holds."""
+    def start(self, name: str, *, recover: bool = False) -> None:
+        """Start a process on the machine `name`, on whatever its disk holds;
+        `recover`: the master rebuilds its log from the secondaries (--recover)."""
         slot = self.slots[name]
         assert slot.node is None, f"{name} is running"
         slot.generation += 1
@@ -199,6 +200,7 @@ class SimCluster:
                 unhealthy_after=t.unhealthy_after,
                 wtimeout_ms=t.wtimeout_ms,
                 recovery_grace=t.recovery_grace,
+                recover=recover,
             )
             master = MasterNode(
                 config,

@@ -79,6 +79,11 @@ class SimConfig:
     # power cut can lose an entry a secondary already showed (never acknowledged),
     # and the restarted master reuses its seq, which stale_read and seq_unique report.
     master_power_cuts: bool = False
+    # Master crashes that lose its disk (30% of them): it restarts with --recover
+    # (`MasterConfig.recover`, --secondaries K) and rebuilds its log from the
+    # secondaries' (core.recovery, strict). Secondaries are then never wiped: strict
+    # recovery rightly waits for ever for a secondary that lost its data too.
+    master_wipes: bool = False
     clock_jumps: bool = True
     # A client gives up on an answer after this long (then may retry the same id).
     client_timeout: float = 3.0
@@ -142,6 +147,7 @@ class Simulation:
         self._prefixes: list[tuple[float, int, dict[str, int]]] = []
         self._last_fault_at = self.loop.time()
         self._master_died: asyncio.Future[None] | None = None
+        self._master_recover = False
         self._reads = 0
         self._stopping = False
 
@@ -172,9 +178,12 @@ class Simulation:
         self._later(delay, restart)
 
     def _start(self, name: str) -> None:
+        recover = False
         if name == MASTER:
             self._master_died = self.loop.create_future()
-        self.cluster.start(name)
+            # The operator's restart after a lost disk: --recover, once.
+            recover, self._master_recover = self._master_recover, False
+        self.cluster.start(name, recover=recover)
 
     def _default_latency(self, a: str, b: str) -> None:
         """The end of a latency fault: back to the default, without counting a fault."""
@@ -188,6 +197,7 @@ class Simulation:
             return
         self.cluster.crash(name, wipe=wipe, power=power)
         if wipe:
+            self._master_recover = self._master_recover or name == MASTER
             self.seq_checker.wiped(name)
             self.history.wipes.setdefault(name, []).append(self.now())
             self.holdings[name].fresh_disk(self.now())
@@ -238,10 +248,13 @@ class Simulation:
             self._later(duration, net.heal_all)
         elif kind == "crash_secondary":
             name = rng.choice(secondaries)
-            self.crash(name, wipe=rng.random() < 0.15, power=rng.random() < 0.7)
+            wipe = rng.random() < 0.15 and not config.master_wipes
+            self.crash(name, wipe=wipe, power=rng.random() < 0.7)
             self._restart_later(name, duration)
         elif kind == "crash_master":
-            self.crash(MASTER, power=config.master_power_cuts and rng.random() < 0.7)
+            power = config.master_power_cuts and rng.random() < 0.7
+            wipe = config.master_wipes and rng.random() < 0.3
+            self.crash(MASTER, wipe=wipe, power=power)
             self._restart_later(MASTER, duration)
         elif kind == "clock_jump":
             name = rng.choice(names)
@@ -429,7 +442,10 @@ class Simulation:
         self.loop.unhandled_errors.clear()
 
     def _wipe_unknown(self, name: str, t: float) -> bool:
-        """At history time `t`, was `name` wiped without having registered since?"""
+        """At history time `t`, was `name` wiped without having registered since?
+        (Never the master: it knows its own disk was lost.)"""
+        if name == MASTER:
+            return False
         wiped = [w for w in self.history.wipes.get(name, []) if w <= t]
         if not wiped:
             return False
