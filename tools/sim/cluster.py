@@ -123,6 +123,8 @@ class SimCluster:
         self.on_durable: Callable[[str], None] | None = None
         # Per secondary, the loop times the master accepted its registration.
         self.registered: dict[str, list[float]] = {name: [] for name in self.names}
+        # Called with a secondary's name once the master accepted its registration.
+        self.on_registered: Callable[[str], None] | None = None
 
     def _child_rng(self) -> random.Random:
         return random.Random(self.rng.getrandbits(64))
@@ -357,6 +359,8 @@ class SimCluster:
         except ReplogError as exc:
             return RegisterAnswer(error_status(exc), orjson.dumps(exc.to_json()), "refused")
         self.registered[name].append(self.loop.time())
+        if self.on_registered is not None:
+            self.on_registered(name)
         log = master.log
         body = {
             "registered": name,

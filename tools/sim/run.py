@@ -137,6 +137,7 @@ class Simulation:
         # every name in an acknowledgment's acked_by against it.
         self.holdings = {name: props.HoldingLog() for name in names}
         self.cluster.on_durable = self._holding
+        self.cluster.on_registered = lambda _name: self._check_counted()
         self.seq_checker = props.SeqUniqueChecker()
         self.read_checker = props.ReadChecker()
         self.violations: list[props.Violation] = []
@@ -423,7 +424,41 @@ class Simulation:
                 for i, waiter in enumerate(master.log.commit_waiters.values())
             ]
             self.violations += props.no_stuck_waiter(old, pending)
+        self._check_counted()
         self._unhandled()
+
+    def _check_counted(self) -> None:
+        self.violations += self.counted_unheld()
+
+    def counted_unheld(self) -> list[props.Violation]:
+        """The master counts each secondary as holding no more than its disk durably
+        holds (`acked_seq`, what w is judged by). Checked every step and after every
+        accepted registration (a registration must lower the count to what the node
+        reports). The one excuse, as for ack_unheld: a wiped node not yet registered
+        again (the master cannot know of the wipe)."""
+        master = self.cluster.master
+        if master is None:
+            return []
+        now = self.now()
+        out = []
+        for progress in master.log.secondaries:
+            name = progress.secondary_id
+            if name not in self.holdings or self._wipe_unknown(name, now):
+                continue
+            if self.cluster.up(name):
+                held = self.cluster.durable_prefix(name)
+            else:
+                held = self.holdings[name].held(now)
+            if progress.acked_seq > held:
+                out.append(
+                    props.Violation(
+                        "counted_unheld",
+                        f"the master counts {name} as holding 1..{progress.acked_seq}, "
+                        f"its disk holds 1..{held}",
+                        {"node": name, "acked_seq": progress.acked_seq, "held": held},
+                    )
+                )
+        return out
 
     def _all_healed(self) -> bool:
         net = self.cluster.network
