@@ -125,6 +125,8 @@ class SimCluster:
         self.registered: dict[str, list[float]] = {name: [] for name in self.names}
         # Called with a secondary's name once the master accepted its registration.
         self.on_registered: Callable[[str], None] | None = None
+        # Old master processes still running beside their replacement (`crash(linger=)`).
+        self.lingering: list[MasterNode] = []
 
     def _child_rng(self) -> random.Random:
         return random.Random(self.rng.getrandbits(64))
@@ -246,10 +248,19 @@ class SimCluster:
         if self.on_durable is not None:
             self.on_durable(name)
 
-    def crash(self, name: str, *, wipe: bool = False, power: bool = True) -> None:
+    def crash(
+        self, name: str, *, wipe: bool = False, power: bool = True, linger: float = 0.0
+    ) -> None:
         """The process is gone at once. `power`: a power cut, its disk keeps what was
         synced (the last write possibly torn); otherwise a killed process, the kernel
-        keeps everything written. `wipe`: the disk is lost."""
+        keeps everything written. `wipe`: the disk is lost.
+
+        `linger` (the master, killed, not wiped): the old process is not dead but
+        frozen (a paused VM, SIGSTOP), and it is replaced all the same; its
+        connections are reset, and for `linger` seconds after the crash it lives on
+        in its old epoch beside its replacement: its links redial the secondaries,
+        who must refuse a master older than the one they follow. It syncs nothing
+        more (its disk is its replacement's now) and takes no client write."""
         slot = self.slots[name]
         node = slot.node
         if node is None:
@@ -276,15 +287,30 @@ class SimCluster:
         for task in tasks:
             task.cancel()
         if name == MASTER:
-            self.loop.create_task(node.stop())
+            if linger > 0 and not (wipe or power):
+                self.trace.record("fault", "linger", name, f"for={linger}")
+                self.count("linger")
+                self.lingering.append(node)
+                self.loop.call_later(linger, self._stop_lingering, node)
+            else:
+                self.loop.create_task(node.stop())
         else:
             node.stop()
             registrar, slot.registrar = slot.registrar, None
             if registrar is not None:
                 self.loop.create_task(registrar.stop())
 
+    def _stop_lingering(self, node: MasterNode) -> None:
+        if node in self.lingering:
+            self.lingering.remove(node)
+            self.trace.record("stop", "lingering master")
+            self.loop.create_task(node.stop())
+
     async def stop_all(self) -> None:
         """The end of a run: stop every process (gracefully: nothing left pending)."""
+        for node in list(self.lingering):
+            self.lingering.remove(node)
+            await node.stop()
         for name in self.names:
             slot = self.slots[name]
             node, slot.node = slot.node, None

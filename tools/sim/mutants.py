@@ -52,23 +52,6 @@ def ack_highest_sent() -> Iterator[None]:
 
 
 @contextmanager
-def ack_highest_received() -> Iterator[None]:
-    """The secondary acknowledges the highest seq it received, buffered ones included.
-
-    Correct rule (SecondaryStream.ack): the ACK is the durable contiguous prefix;
-    an entry waiting behind a gap is held by no one's count.
-    """
-    real_ack = stream.SecondaryStream.ack
-
-    def ack(self: Any, durable_seq: int) -> Any:
-        highest = max([durable_seq, *self.follower.out_of_order])
-        return real_ack(self, highest)
-
-    with _patched(stream.SecondaryStream, "ack", ack):
-        yield
-
-
-@contextmanager
 def ack_before_sync() -> Iterator[None]:
     """The secondary acknowledges a batch as soon as it applied it, before its fsync.
 
@@ -132,25 +115,18 @@ def open_on_one_empty_report() -> Iterator[None]:
 
 @contextmanager
 def accept_older_epoch() -> Iterator[None]:
-    """A secondary takes batches from a master epoch older than the one it follows.
+    """A secondary takes a stream from a master older than the one it follows.
 
-    Correct rule (FollowerLog.apply, stream.accepts_master): a batch of another
-    epoch than the stream's is stale and dropped; a dial from an older epoch is
-    refused.
+    Correct rule (core.stream.accepts_master): a dial whose epoch is below the
+    newest master epoch the secondary accepted a stream from (or synced with) is
+    refused, 409 stale_master_refused.
     """
-    real_apply = FollowerLog.apply
 
-    def apply(self: Any, entries: Any, master_epoch: int | None = None) -> Any:
-        if master_epoch is not None and master_epoch < self.stream_epoch:
-            master_epoch = self.stream_epoch  # the mistake: an older master's batch is taken
-        return real_apply(self, entries, master_epoch)
+    def accepts_master(follower: FollowerLog, epoch: int) -> bool:
+        return True  # the mistake: any epoch will do
 
-    with _patched(FollowerLog, "apply", apply), _patched(stream, "accepts_master", _any):
+    with _patched(stream, "accepts_master", accepts_master):
         yield
-
-
-def _any(follower: FollowerLog, epoch: int) -> bool:
-    return True
 
 
 @dataclass(frozen=True)
@@ -169,13 +145,16 @@ def _master_wipes() -> SimConfig:
     return SimConfig(master_wipes=True)
 
 
+def _stale_masters() -> SimConfig:
+    return SimConfig(stale_masters=True)
+
+
 MUTANTS = [
     Mutant("ack_highest_sent", ack_highest_sent, _default),
-    Mutant("ack_highest_received", ack_highest_received, _default),
     Mutant("ack_before_sync", ack_before_sync, _default),
     Mutant("empty_restart_holder", empty_restart_holder, _default),
     Mutant("open_on_one_empty_report", open_on_one_empty_report, _master_wipes),
-    Mutant("accept_older_epoch", accept_older_epoch, _default),
+    Mutant("accept_older_epoch", accept_older_epoch, _stale_masters),
 ]
 BY_NAME = {m.name: m for m in MUTANTS}
 

@@ -84,6 +84,10 @@ class SimConfig:
     # secondaries' (core.recovery, strict). Secondaries are then never wiped: strict
     # recovery rightly waits for ever for a secondary that lost its data too.
     master_wipes: bool = False
+    # Master kills that leave the old process frozen, not dead (half of them): it
+    # resumes beside its replacement for 0.3-3 s in its old epoch and redials the
+    # secondaries, who must refuse it (see SimCluster.crash, `linger`).
+    stale_masters: bool = False
     clock_jumps: bool = True
     # A client gives up on an answer after this long (then may retry the same id).
     client_timeout: float = 3.0
@@ -193,10 +197,10 @@ class Simulation:
             net.link(src, dst).latency = net.default_latency
             net.link(src, dst).jitter = net.default_jitter
 
-    def crash(self, name: str, wipe: bool = False, power: bool = True) -> None:
+    def crash(self, name: str, wipe: bool = False, power: bool = True, linger: float = 0.0) -> None:
         if not self.cluster.up(name):
             return
-        self.cluster.crash(name, wipe=wipe, power=power)
+        self.cluster.crash(name, wipe=wipe, power=power, linger=linger)
         if wipe:
             self._master_recover = self._master_recover or name == MASTER
             self.seq_checker.wiped(name)
@@ -255,7 +259,10 @@ class Simulation:
         elif kind == "crash_master":
             power = config.master_power_cuts and rng.random() < 0.7
             wipe = config.master_wipes and rng.random() < 0.3
-            self.crash(MASTER, wipe=wipe, power=power)
+            linger = 0.0
+            if config.stale_masters and not (wipe or power) and rng.random() < 0.5:
+                linger = rng.uniform(0.3, 3.0)
+            self.crash(MASTER, wipe=wipe, power=power, linger=linger)
             self._restart_later(MASTER, duration)
         elif kind == "clock_jump":
             name = rng.choice(names)
