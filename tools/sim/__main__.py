@@ -26,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--master-power-cuts", action="store_true", help="power cuts of the master too"
     )
+    parser.add_argument(
+        "--master-wipes", action="store_true", help="master disk losses, restarted with --recover"
+    )
+    parser.add_argument(
+        "--stale-masters",
+        action="store_true",
+        help="killed masters that linger beside their replacement in their old epoch",
+    )
     args = parser.parse_args(argv)
     require_fixed_hash_seed()
     first = random_seed() if args.seed is None else args.seed
@@ -40,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_crashes:
             config.crashes = False
         config.master_power_cuts = args.master_power_cuts
+        config.master_wipes = args.master_wipes
+        config.stale_masters = args.stale_masters
         result = simulate(seed, config)
         faults += result.faults
         events += result.events
@@ -52,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             replay += " --no-faults" if args.no_faults else ""
             replay += " --no-crashes" if args.no_crashes else ""
             replay += " --master-power-cuts" if args.master_power_cuts else ""
+            replay += " --master-wipes" if args.master_wipes else ""
+            replay += " --stale-masters" if args.stale_masters else ""
             print(f"FAILED seed {seed}: {len(result.violations)} violation(s)")
             print(f"replay: {replay}")
             for violation in result.violations[:10]:

@@ -108,9 +108,11 @@ def open_on_one_empty_report() -> Iterator[None]:
         return real_missing(self, cluster_size)
 
     real_missing = recovery.Recovery.missing
-    with _patched(recovery.Recovery, "counted", counted):
-        with _patched(recovery.Recovery, "missing", missing):
-            yield
+    with (
+        _patched(recovery.Recovery, "counted", counted),
+        _patched(recovery.Recovery, "missing", missing),
+    ):
+        yield
 
 
 @contextmanager
