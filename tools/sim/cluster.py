@@ -247,6 +247,17 @@ class SimCluster:
         store.on_durable = durable
         if self.on_durable is not None:
             self.on_durable(name)
+        # A recovering master installs the log it fetched with `reset`, synced there and
+        # then, without an on_durable; the node takes it as durable when it opens, in
+        # the same callback: report it just after, before anyone can be answered.
+        reset = store.reset
+
+        def reset_and_report(entries: Any) -> None:
+            reset(entries)
+            if self.on_durable is not None:
+                self.loop.call_soon(self.on_durable, name)
+
+        store.reset = reset_and_report
 
     def crash(
         self, name: str, *, wipe: bool = False, power: bool = True, linger: float = 0.0
