@@ -127,6 +127,9 @@ class SimCluster:
         self.on_registered: Callable[[str], None] | None = None
         # Old master processes still running beside their replacement (`crash(linger=)`).
         self.lingering: list[MasterNode] = []
+        # Slow fsyncs: (rng, chance per sync, longest extra delay); None: none. Its own
+        # rng, so that a cluster without spikes draws exactly what it drew before.
+        self.sync_spikes: tuple[random.Random, float, float] | None = None
 
     def _child_rng(self) -> random.Random:
         return random.Random(self.rng.getrandbits(64))
@@ -183,7 +186,16 @@ class SimCluster:
                 if slot.generation == gen:  # a crashed process's sync never happens
                     sync()
 
-            self.loop.call_later(sync_rng.uniform(t.fsync_min, t.fsync_max), run)
+            delay = sync_rng.uniform(t.fsync_min, t.fsync_max)
+            if self.sync_spikes is not None:
+                spike_rng, chance, longest = self.sync_spikes
+                if spike_rng.random() < chance:
+                    # A slow fsync (a busy disk, a journal commit): the entries it
+                    # covers stay undeclared durable, and unacknowledged, for longer.
+                    delay += spike_rng.uniform(0.005, longest)
+                    self.count("fsync_spike")
+                    self.trace.record("fault", "fsync_spike", name, f"{delay:.4f}")
+            self.loop.call_later(delay, run)
 
         store = open_store(
             data_dir=Path(f"/disk/{name}"),

@@ -76,6 +76,50 @@ class Link:
 Acceptor = Callable[["SimConnection", Any], None]
 
 
+@dataclass
+class FrameFaults:
+    """Fine-grained faults drawn per frame sent, each faithful to TCP (within a live
+    connection nothing is lost, duplicated or reordered):
+
+    - `delay`: this frame is late by uniform(delay_min, delay_max) (a retransmission, a
+      queue); every frame behind it in its pipe waits too (head-of-line blocking).
+      Counted as `ack_delay` when the frame goes towards the master (the secondary's
+      ACKs and replies), as `frame_delay` otherwise.
+    - `stall`: the pipe stops for uniform(stall_min, stall_max) from this frame on (a
+      peer's receive window at zero, a long retransmission backoff): one direction
+      only, the other keeps flowing.
+    - `reset`: the connection is reset at this frame (an RST): the frame and all in
+      flight are lost, both ends see it closed.
+
+    The chances are per data frame; draws come from `rng` only (not the network's
+    own), so a network without FrameFaults draws exactly what it drew before.
+    """
+
+    rng: Any
+    delay: float = 0.1
+    delay_min: float = 0.002
+    delay_max: float = 0.15
+    stall: float = 0.01
+    stall_min: float = 0.1
+    stall_max: float = 1.5
+    reset: float = 0.002
+    towards_master: str = "master"
+
+    def draw(self, dst: str) -> tuple[str, float] | None:
+        """The fault for one frame to `dst`: (kind, extra delay), or None."""
+        x = self.rng.random()
+        if x < self.reset:
+            return "frame_reset", 0.0
+        x -= self.reset
+        if x < self.stall:
+            return "stall", self.rng.uniform(self.stall_min, self.stall_max)
+        x -= self.stall
+        if x < self.delay:
+            kind = "ack_delay" if dst == self.towards_master else "frame_delay"
+            return kind, self.rng.uniform(self.delay_min, self.delay_max)
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Fin:
     """A graceful close, travelling behind the frames sent before it."""
@@ -225,6 +269,8 @@ class SimNetwork:
         # Bumped by crash(): a dial begun before a crash of either end fails.
         self._crashes: Counter[str] = Counter()
         self._healed: asyncio.Future[None] | None = None
+        # Per-frame faults (delays, stalls, resets); None: none.
+        self.frame_faults: FrameFaults | None = None
 
     # --- topology --------------------------------------------------------------
 
@@ -344,7 +390,17 @@ class SimNetwork:
             self._lose(pipe, item, "broken")
             return
         link = self.link(src, dst)
-        due = max(self.loop.time() + self._delay(src, dst), pipe.last_due)
+        extra = 0.0
+        if self.frame_faults is not None and isinstance(item, bytes) and link.cut is None:
+            drawn = self.frame_faults.draw(dst)
+            if drawn is not None:
+                kind, extra = drawn
+                self._fault(kind, f"{src}->{dst}", f"conn={pipe.sender.id}", f"{extra:.4f}")
+                if kind == "frame_reset":
+                    self._lose(pipe, item, "reset")
+                    self._reset_pair(pipe.sender.id, "fault at frame")
+                    return
+        due = max(self.loop.time() + self._delay(src, dst) + extra, pipe.last_due)
         pipe.last_due = due
         pipe.queue.append((due, item))
         if link.cut == "drop":

@@ -43,6 +43,13 @@ from replog.core import parse_write
 from replog.core.errors import ReplogError
 from tools import properties as props
 from tools.sim.cluster import MASTER, SimCluster, Timing
+from tools.sim.network import FrameFaults
+
+# Fine-grained faults: many per second, each short (well under `stuck_grace`), so they
+# do not hold back no_stuck_waiter's quiet period as the coarse ones do.
+FINE_FAULTS = frozenset(
+    {"frame_delay", "ack_delay", "stall", "frame_reset", "fsync_spike", "clock_jitter"}
+)
 
 # Node log events worth a line in the trace (every other event is dropped: speed).
 TRACED_EVENTS = frozenset(
@@ -89,6 +96,17 @@ class SimConfig:
     # secondaries, who must refuse it (see SimCluster.crash, `linger`).
     stale_masters: bool = False
     clock_jumps: bool = True
+    # Fine-grained faults (FINE_FAULTS): per data frame a delay spike, a stall of its
+    # direction or a reset (tools.sim.network.FrameFaults); per fsync a slow one; per
+    # step a small clock jitter of one node.
+    fine_faults: bool = True
+    frame_delay_rate: float = 0.2
+    frame_stall_rate: float = 0.01
+    frame_reset_rate: float = 0.002
+    sync_spike_rate: float = 0.3
+    sync_spike_max: float = 0.2
+    clock_jitter_rate: float = 0.5
+    clock_jitter_max: float = 0.03
     # A client gives up on an answer after this long (then may retry the same id).
     client_timeout: float = 3.0
     stuck_grace: float = 5.0
@@ -155,6 +173,22 @@ class Simulation:
         self._master_recover = False
         self._reads = 0
         self._stopping = False
+        self.fine_rng: random.Random | None = None
+        if self.config.fine_faults:
+            self._arm_fine_faults()
+
+    def _arm_fine_faults(self) -> None:
+        # Its own rng, from the seed alone: arming fine faults changes no other draw.
+        config = self.config
+        self.fine_rng = rng = random.Random(f"fine-faults-{self.seed}")
+        self.cluster.network.frame_faults = FrameFaults(
+            rng,
+            delay=config.frame_delay_rate,
+            stall=config.frame_stall_rate,
+            reset=config.frame_reset_rate,
+            towards_master=MASTER,
+        )
+        self.cluster.sync_spikes = (rng, config.sync_spike_rate, config.sync_spike_max)
 
     # -- time ---------------------------------------------------------------------
 
@@ -171,6 +205,21 @@ class Simulation:
         return sum(faults_only(self.cluster.network.faults).values()) + sum(
             self.cluster.faults.values()
         )
+
+    def coarse_fault_total(self) -> int:
+        """Faults but the fine-grained ones: what ends a quiet period."""
+        counts = faults_only(self.cluster.network.faults)
+        counts.update(self.cluster.faults)
+        return sum(v for k, v in counts.items() if k not in FINE_FAULTS)
+
+    def jitter_clock(self) -> None:
+        """A small step of one node's clock (NTP slewing, a VM's steal), both ways."""
+        assert self.fine_rng is not None
+        rng = self.fine_rng
+        name = rng.choice(self.cluster.names)
+        seconds = rng.uniform(-self.config.clock_jitter_max, self.config.clock_jitter_max)
+        self.cluster.count("clock_jitter")
+        self.cluster.slots[name].clock.jump(seconds, name)
 
     def _later(self, delay: float, action: Callable[[], None]) -> None:
         self.loop.call_later(delay, action)
@@ -418,13 +467,13 @@ class Simulation:
             self.violations += self.seq_checker.observe(name, new)
             self._fed[name] = (slot.starts, max(fed, min(durable, len(log))))
         now = self.loop.time()
-        self._prefixes.append((now, self.fault_total(), prefixes))
+        self._prefixes.append((now, self.coarse_fault_total(), prefixes))
         grace = self.config.stuck_grace
         while len(self._prefixes) > 1 and self._prefixes[1][0] <= now - grace:
             self._prefixes.pop(0)
         then, faults_then, old = self._prefixes[0]
         master = cluster.master
-        quiet = faults_then == self.fault_total() and self._last_fault_at <= then
+        quiet = faults_then == self.coarse_fault_total() and self._last_fault_at <= then
         if master is not None and then <= now - grace and quiet and self._all_healed():
             pending = [
                 props.PendingWaiter(i, waiter.seq, waiter.w)
@@ -511,6 +560,8 @@ class Simulation:
         self._stopping = True
         cluster, net = self.cluster, self.cluster.network
         net.heal_all()
+        net.frame_faults = None
+        cluster.sync_spikes = None
         for a in cluster.names:
             for b in cluster.names:
                 if a < b:
@@ -551,6 +602,8 @@ class Simulation:
             await asyncio.sleep(config.step_seconds)
             if self.fault_rng.random() < config.fault_rate:
                 self.inject_fault()
+            if self.fine_rng is not None and self.fine_rng.random() < config.clock_jitter_rate:
+                self.jitter_clock()
             self.check_step()
             if self.violations:
                 break
