@@ -28,7 +28,8 @@ def describe(result) -> str:
 
 
 def test_without_faults_every_write_is_acknowledged_and_every_node_holds_the_log():
-    sim = Simulation(3, config(network_faults=False, crashes=False, clock_jumps=False))
+    quiet = config(network_faults=False, crashes=False, clock_jumps=False, fine_faults=False)
+    sim = Simulation(3, quiet)
     sim.loop.run_until_complete(sim.main(), max_events=5_000_000)
     assert sim.violations == []
     writes = sim.history.writes

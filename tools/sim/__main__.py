@@ -1,18 +1,132 @@
-"""`python -m tools.sim --seed S [--steps N] [--seeds N]`: simulate seeds S, S+1, ...
+"""`python -m tools.sim --seed S [--seeds N] [--steps N] [--jobs J]`: simulate seeds
+S, S+1, ... in J worker processes (default: one per CPU).
 
-Each seed is one reproducible run (tools.sim.run). On the first failure: the seed, a
-one-line replay command, the violations and the last trace lines; exit 1.
+Each seed is one reproducible run (tools.sim.run), a pure function of the seed and
+the options: the workers are forked from this process after it re-executed itself
+with a fixed PYTHONHASHSEED, so a seed's result does not depend on J or on which
+worker ran it. On a failure: the seed, a one-line replay command, the violations
+and the last trace lines; exit 1 (the first failing seed in seed order is shown).
+Otherwise the totals: faults by kind, simulated events, faults/s and events/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from tools.sim.loop import require_fixed_hash_seed
 from tools.sim.run import SimConfig, random_seed, simulate
+
+
+@dataclass
+class SeedSummary:
+    """What a worker sends back for one seed (the full trace stays in the worker)."""
+
+    seed: int
+    ok: bool
+    faults: Counter[str]
+    events: int
+    writes: int
+    acked: int
+    virtual_seconds: float
+    violations: list[str] = field(default_factory=list)
+    trace_tail: str = ""
+
+
+@dataclass
+class Totals:
+    seeds: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    events: int = 0
+    writes: int = 0
+    acked: int = 0
+    virtual_seconds: float = 0.0
+    real_seconds: float = 0.0
+    failed: list[SeedSummary] = field(default_factory=list)
+
+    @property
+    def fault_total(self) -> int:
+        return sum(self.faults.values())
+
+    def add(self, summary: SeedSummary) -> None:
+        self.seeds += 1
+        self.faults += summary.faults
+        self.events += summary.events
+        self.writes += summary.writes
+        self.acked += summary.acked
+        self.virtual_seconds += summary.virtual_seconds
+        if not summary.ok:
+            self.failed.append(summary)
+
+
+def config_of(args: argparse.Namespace) -> SimConfig:
+    config = SimConfig(steps=args.steps, secondaries=args.secondaries)
+    if args.no_faults:
+        config.network_faults = config.crashes = config.clock_jumps = False
+        config.fine_faults = False
+    if args.no_crashes:
+        config.crashes = False
+    if args.no_fine_faults:
+        config.fine_faults = False
+    config.master_power_cuts = args.master_power_cuts
+    config.master_wipes = args.master_wipes
+    config.stale_masters = args.stale_masters
+    return config
+
+
+def replay_command(args: argparse.Namespace, seed: int) -> str:
+    replay = f"python -m tools.sim --seed {seed} --steps {args.steps}"
+    replay += f" --secondaries {args.secondaries}"
+    replay += " --no-faults" if args.no_faults else ""
+    replay += " --no-crashes" if args.no_crashes else ""
+    replay += " --no-fine-faults" if args.no_fine_faults else ""
+    replay += " --master-power-cuts" if args.master_power_cuts else ""
+    replay += " --master-wipes" if args.master_wipes else ""
+    replay += " --stale-masters" if args.stale_masters else ""
+    return replay
+
+
+def run_seed(job: tuple[int, SimConfig]) -> SeedSummary:
+    seed, config = job
+    result = simulate(seed, config)
+    return SeedSummary(
+        seed=seed,
+        ok=result.ok,
+        faults=result.faults,
+        events=result.events,
+        writes=result.writes,
+        acked=result.acked,
+        virtual_seconds=result.virtual_seconds,
+        violations=[f"{v.property}: {v.detail}" for v in result.violations[:10]],
+        trace_tail="" if result.ok else result.trace_tail,
+    )
+
+
+def run_seeds(seeds: range, config: SimConfig, jobs: int) -> Iterator[SeedSummary]:
+    """Each seed's summary, in seed order; in `jobs` forked workers when jobs > 1."""
+    work = [(seed, config) for seed in seeds]
+    if jobs <= 1 or len(work) <= 1:
+        yield from map(run_seed, work)
+        return
+    # fork: the workers inherit this interpreter's fixed hash seed and its imports.
+    context = multiprocessing.get_context("fork")
+    with context.Pool(min(jobs, len(work)), maxtasksperchild=200) as pool:
+        yield from pool.imap(run_seed, work, chunksize=1)
+
+
+def simulate_many(first: int, count: int, config: SimConfig, jobs: int) -> Totals:
+    totals = Totals()
+    started = time.perf_counter()
+    for summary in run_seeds(range(first, first + count), config, jobs):
+        totals.add(summary)
+    totals.real_seconds = time.perf_counter() - started
+    return totals
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="how many seeds, from --seed on")
     parser.add_argument("--steps", type=int, default=SimConfig.steps)
     parser.add_argument("--secondaries", type=int, default=SimConfig.secondaries)
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)"
+    )
     parser.add_argument("--no-crashes", action="store_true", help="network faults only")
     parser.add_argument("--no-faults", action="store_true", help="no fault at all")
+    parser.add_argument(
+        "--no-fine-faults", action="store_true", help="no per-frame, per-fsync, jitter faults"
+    )
     parser.add_argument(
         "--master-power-cuts", action="store_true", help="power cuts of the master too"
     )
@@ -37,50 +157,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     require_fixed_hash_seed()
     first = random_seed() if args.seed is None else args.seed
-    faults: Counter[str] = Counter()
-    events = writes = acked = 0
-    virtual = 0.0
-    started = time.perf_counter()
-    for seed in range(first, first + args.seeds):
-        config = SimConfig(steps=args.steps, secondaries=args.secondaries)
-        if args.no_faults:
-            config.network_faults = config.crashes = config.clock_jumps = False
-        if args.no_crashes:
-            config.crashes = False
-        config.master_power_cuts = args.master_power_cuts
-        config.master_wipes = args.master_wipes
-        config.stale_masters = args.stale_masters
-        result = simulate(seed, config)
-        faults += result.faults
-        events += result.events
-        writes += result.writes
-        acked += result.acked
-        virtual += result.virtual_seconds
-        if not result.ok:
-            replay = f"python -m tools.sim --seed {seed} --steps {args.steps}"
-            replay += f" --secondaries {args.secondaries}"
-            replay += " --no-faults" if args.no_faults else ""
-            replay += " --no-crashes" if args.no_crashes else ""
-            replay += " --master-power-cuts" if args.master_power_cuts else ""
-            replay += " --master-wipes" if args.master_wipes else ""
-            replay += " --stale-masters" if args.stale_masters else ""
-            print(f"FAILED seed {seed}: {len(result.violations)} violation(s)")
-            print(f"replay: {replay}")
-            for violation in result.violations[:10]:
-                print(f"  {violation.property}: {violation.detail}")
-            print("last trace lines:")
-            print(result.trace_tail)
-            return 1
-    real = time.perf_counter() - started
-    total_faults = sum(faults.values())
+    totals = simulate_many(first, args.seeds, config_of(args), args.jobs)
+    real = totals.real_seconds
+    if totals.failed:
+        failed = totals.failed[0]
+        print(f"FAILED seed {failed.seed}: {len(failed.violations)} violation(s) shown")
+        print(f"replay: {replay_command(args, failed.seed)}")
+        for violation in failed.violations:
+            print(f"  {violation}")
+        print("last trace lines:")
+        print(failed.trace_tail)
+        others = [s.seed for s in totals.failed[1:]]
+        if others:
+            print(f"also failed: seeds {others}")
+        return 1
+    faults = totals.faults
     print(
-        f"ok: {args.seeds} seed(s) from {first}, {writes} writes ({acked} acked), "
-        f"{virtual:.0f} s virtual in {real:.1f} s real"
+        f"ok: {args.seeds} seed(s) from {first}, {totals.writes} writes ({totals.acked} acked), "
+        f"{totals.virtual_seconds:.0f} s virtual in {real:.1f} s real, {args.jobs} job(s)"
     )
-    print(f"faults: {total_faults} ({', '.join(f'{k}={v}' for k, v in sorted(faults.items()))})")
     print(
-        f"simulated events: {events}; "
-        f"{total_faults / real:.0f} faults/s, {events / real:.0f} events/s"
+        f"faults: {totals.fault_total} ({', '.join(f'{k}={v}' for k, v in sorted(faults.items()))})"
+    )
+    print(
+        f"simulated events: {totals.events}; "
+        f"{totals.fault_total / real:.0f} faults/s, {totals.events / real:.0f} events/s"
     )
     return 0
 

@@ -154,6 +154,25 @@ class SimCluster:
             return list(node.log.entries(1, None))
         return list(node.follower.entries(1, None))
 
+    def visible_range(self, name: str, start: int, stop: int) -> tuple[list[Entry], int]:
+        """`visible_log(name)[start:stop]` and the visible log's length, without building
+        the whole log (the runner looks at only the new part of it every step)."""
+        node = self.slots[name].node
+        if node is None:
+            return [], 0
+        if name == MASTER:
+            if node.log.epoch is None:
+                return [], 0
+            log: Any = node.log
+            length = int(log.last_seq)
+        else:
+            log = node.follower
+            length = int(log.contiguous_seq)
+        stop = min(stop, length)
+        if stop <= start:
+            return [], length
+        return list(log.entries(start + 1, stop - start)), length
+
     def durable_prefix(self, name: str) -> int:
         node = self.slots[name].node
         if node is None:
