@@ -71,9 +71,11 @@ chaos: install-test
 
 # make sim: the deterministic simulator (tools/sim), SEEDS seeds from SIM_SEED; a failure
 # prints its seed and a one-line replay command.   make sim SEEDS=1000 SIM_SEED=5000
+# Seeds run in SIM_JOBS worker processes (default: one per CPU); totals do not depend on it.
 SEEDS ?= 100
 SIM_SEED ?= 1
+SIM_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 SIM_ARGS ?=
 .PHONY: sim
 sim: install-test
-	PYTHONHASHSEED=0 $(BIN)/python -m tools.sim --seed $(SIM_SEED) --seeds $(SEEDS) $(SIM_ARGS)
+	PYTHONHASHSEED=0 $(BIN)/python -m tools.sim --seed $(SIM_SEED) --seeds $(SEEDS) --jobs $(SIM_JOBS) $(SIM_ARGS)
