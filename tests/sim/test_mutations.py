@@ -16,8 +16,9 @@ from tools.sim.run import SimConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST_SEED = 1
-# Every mutant is caught well within this (see `python -m tools.sim.mutants`).
-MAX_SEEDS = 30
+# Every mutant is caught within this (see `python -m tools.sim.mutants`): with the
+# fine faults on, accept_older_epoch takes 41 seeds from seed 1 (6 without them).
+MAX_SEEDS = 50
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])

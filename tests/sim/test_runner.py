@@ -82,7 +82,8 @@ def test_an_ack_of_what_was_sent_instead_of_what_is_held_is_caught(monkeypatch):
     caught = [simulate(seed, config()) for seed in (1, 2, 3)]
     properties = {v.property for result in caught for v in result.violations}
     assert sum(not result.ok for result in caught) >= 2
-    assert "ack_unheld" in properties
+    # counted_unheld (checked every step) usually sees it first, ack_unheld at the end.
+    assert {"ack_unheld", "counted_unheld"} & properties
 
 
 def test_the_command_line_runs_seeds_and_prints_its_figures():
