@@ -4,8 +4,8 @@ property. Prints its figures (faults, simulated events, per second); `-s` shows 
 and on a failure the message names each failing seed and its replay command.
 
 Measured on the 2-core container (CPython 3.11): seeds 1..3000 inject 1,037,569
-faults; 2,500 seeds took 157.5 s (5,471 faults/s, 79,744 events/s on 2 jobs, load
-~1.9), so 3,000 take ~3.2 min; 216 s when other tests shared the cores (load ~3).
+faults, 15.1M simulated events, in 155.5 s on 2 jobs (6,674 faults/s, 97,000
+events/s; load ~1); 216 s when other tests shared the cores (load ~3).
 What limits it: the product and asyncio per simulated event, and reads of the whole
 log (O(log) each) with `tools.properties.key` per entry (tools/sim/README.md).
 `REPLOG_SIM_SEEDS=500` runs fewer (its target scales: ~340 faults a seed).
