@@ -1,9 +1,10 @@
 """The secondary's state machine: a gap-free log plus a buffer for early entries.
 
 Entries may arrive more than once (a stream restarted and resent them) or out
-of order (a delayed batch finished after a later one). Readers only ever see
-the contiguous prefix 1..contiguous_seq: an entry that arrives ahead of a gap
-waits in `out_of_order` until the gap closes.
+of order (a delayed batch finished after a later one). The log holds only the
+contiguous prefix 1..contiguous_seq: an entry that arrives ahead of a gap
+waits in `out_of_order` until the gap closes. Readers see 1..visible_seq, the
+part of that prefix already on disk: what a power cut cannot take back.
 
 Epochs: each master run has an epoch. When a master's stream starts, the
 master tells the secondary how much of its log matches (`sync`); everything
@@ -100,11 +101,19 @@ class FollowerLog:
         stop = None if limit is None else start + limit
         return self._entries[start:stop]
 
+    @property
+    def visible_seq(self) -> int:
+        """What readers see: the durable prefix. An entry applied but not yet on
+        disk stays hidden: a power cut here could lose it, and if the master lost
+        its disk too, recovery would give its seq to another message."""
+        return self.durable_seq
+
     def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[PublicMessage]:
-        """`GET /`'s messages: only the contiguous prefix, never what waits behind a gap."""
-        return [
-            {"seq": e.seq, "id": e.id, "message": e.message} for e in self.entries(start_seq, limit)
-        ]
+        """`GET /`'s messages: the visible prefix, never what waits behind a gap."""
+        start = max(start_seq, 1) - 1
+        end = self.visible_seq
+        stop = end if limit is None else min(start + limit, end)
+        return [{"seq": e.seq, "id": e.id, "message": e.message} for e in self._entries[start:stop]]
 
     def epoch_runs(self) -> list[list[int]]:
         """[[epoch, first_seq], ...]: a compact summary the master matches against."""

@@ -10,7 +10,9 @@ network and reads the clock. Events in, decisions out:
 - `wait_for()` registers a write-concern waiter; `record_ack()` and
   `stream_opened()` move a secondary's progress and return the waiters that
   are now satisfied, for the caller to resolve;
-- `next_batch()` says what a secondary's stream should carry next;
+- `next_batch()` says what a secondary's stream should carry next: only
+  entries on the master's own disk, so no secondary ever shows one that a
+  master power cut takes back;
 - `heard_from()` and `update_health()` track failure detection, and from it
   quorum and read-only mode;
 - `adopt()` installs the log a restarted master recovered (core.recovery).
@@ -172,9 +174,16 @@ class ReplicationLog:
         start, stop = self._slice(start_seq, limit)
         return [self.entry(seq) for seq in range(start + 1, stop + 1)]
 
+    @property
+    def visible_seq(self) -> int:
+        """What readers see: 1..durable_seq. An entry not yet on the master's disk
+        stays hidden, since a power cut could give its seq to another message;
+        its writer has no answer before then either (`wait_for`)."""
+        return self.durable_seq
+
     def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[PublicMessage]:
-        """`GET /`'s messages, built straight from the columns."""
-        start, stop = self._slice(start_seq, limit)
+        """`GET /`'s messages (the visible prefix), built straight from the columns."""
+        start, stop = self._slice(start_seq, limit, self.visible_seq)
         return [
             {"seq": seq, "id": client_id, "message": message}
             for seq, client_id, message in zip(
@@ -185,9 +194,10 @@ class ReplicationLog:
             )
         ]
 
-    def _slice(self, start_seq: int, limit: int | None) -> tuple[int, int]:
-        start = min(max(start_seq, 1) - 1, self.last_seq)
-        stop = self.last_seq if limit is None else min(start + limit, self.last_seq)
+    def _slice(self, start_seq: int, limit: int | None, end: int | None = None) -> tuple[int, int]:
+        end = self.last_seq if end is None else end
+        start = min(max(start_seq, 1) - 1, end)
+        stop = end if limit is None else min(start + limit, end)
         return start, stop
 
     def append(self, message: str, client_id: ClientId | None) -> Appended:
@@ -477,17 +487,21 @@ class ReplicationLog:
     def next_batch(self, secondary_id: str) -> Batch | None:
         """The entries the secondary's stream should carry next, if any.
 
-        None when it has been sent everything, or when too many batches are
-        unacknowledged (flow control: a slow secondary gets bigger batches
-        later instead of an unbounded queue now).
+        None when it has been sent everything the master holds durably, or
+        when too many batches are unacknowledged (flow control: a slow
+        secondary gets bigger batches later instead of an unbounded queue now).
         """
         progress = self._secondaries[secondary_id]
-        if not progress.connected or progress.sent_seq >= self.last_seq:
+        # Only what the master holds on its own disk goes out (PostgreSQL's WAL
+        # sender does the same): a secondary never shows an entry that a master
+        # power cut could take back and give another message.
+        streamable = self.durable_seq
+        if not progress.connected or progress.sent_seq >= streamable:
             return None
         if len(progress.inflight) >= self.max_inflight_batches:
             return None
         start = progress.sent_seq
-        stop = min(start + self.max_batch_entries, self.last_seq)
+        stop = min(start + self.max_batch_entries, streamable)
         count = self._batch_length(start, stop)
         # tuple.__new__: twice as fast as Entry(...), and batches are the hot path.
         new = tuple.__new__

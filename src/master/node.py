@@ -314,9 +314,6 @@ class MasterNode:
             log.info("append", seq=entry.seq, id=entry.id, w=w, bytes=len(entry.message))
         elif new:
             log.info("append", seq_from=new[0].seq, seq_to=new[-1].seq, count=len(new), w=w)
-        if new:
-            for link in self.links.values():
-                link.wake()
 
     async def _wait(
         self,
@@ -357,8 +354,13 @@ class MasterNode:
             self.log.cancel_wait(waiter)
 
     def _durable(self, seq: int) -> None:
-        """The master's own copy of 1..seq is on disk: it now counts as a holder."""
+        """The master's own copy of 1..seq is on disk: it now counts as a holder,
+        and the secondaries may be sent it (the core streams only what is durable)."""
+        before = self.log.durable_seq
         self.resolve(self.log.mark_durable(seq))
+        if self.log.durable_seq > before:
+            for link in self.links.values():
+                link.wake()
 
     def resolve(self, satisfied: list[Satisfied]) -> None:
         """Answer the writers whose write concern is met (from the core's events)."""

@@ -8,6 +8,7 @@ backoff jitter; the real ones by default, a simulator's own otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Sequence
 from typing import Protocol
@@ -59,6 +60,8 @@ class SecondaryNode:
         self.stream: Stream | None = None
         # Set whenever a stream starts or ends: the registrar watches it.
         self.stream_changed = asyncio.Event()
+        # Set whenever the durable prefix grows (`settle` waits on it).
+        self.durable_changed = asyncio.Event()
         self.last_heard_from_master = clock()
         self.cluster_id: str | None = None
         self.stopped = False
@@ -219,7 +222,22 @@ class SecondaryNode:
         self.follower.mark_durable(seq)
         if self.follower.sync_epoch != self.store.state.get("sync_epoch", 0):
             self._save_state()
+        self.durable_changed.set()
         self._send_ack()
+
+    async def settle(self, seconds: float) -> None:
+        """Until every entry applied so far is on disk (or `seconds` pass).
+
+        A report made then covers them. A master that lost its disk chooses its
+        log from the reports: an entry whose sync landed just after a report it
+        missed would become visible here, then be cut and its seq reused.
+        """
+        target = self.follower.contiguous_seq
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while min(target, self.follower.contiguous_seq) > self.follower.durable_seq:
+                    self.durable_changed.clear()
+                    await self.durable_changed.wait()
 
     def _send_ack(self) -> None:
         if self.stream is not None:

@@ -32,6 +32,9 @@ log = structlog.get_logger("replog.secondary")
 # After a successful registration, how long to wait for the master's stream
 # before registering again.
 STREAM_WAIT_SECONDS = 3.0
+# At most this long for the entries already applied to reach the disk before a
+# report (SecondaryNode.settle): one sync, normally milliseconds.
+SETTLE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,7 @@ class Registrar:
 
     async def _register_once(self) -> bool:
         config = self.node.config
+        await self.node.settle(SETTLE_SECONDS)
         body = self.node.report()
         try:
             answer = await self._register(body)

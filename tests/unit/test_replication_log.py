@@ -326,8 +326,8 @@ def test_an_id_held_by_a_node_that_is_up_is_refused_to_another_node():
     log = ReplicationLog(expected_secondaries=2, health=HealthPolicy(1.0, 3.0))
     joined(log, "s1", "inc-a", "http://a:1", now=0.0)
     log.append("m", None)
-    send(log, "s1")
     log.mark_durable(1)
+    send(log, "s1")
     log.record_ack("s1", 1, now=0.5)
     with pytest.raises(MemberConflict) as refused:
         log.register("s1", "http://b:1", 0, now=1.0, incarnation="inc-b")
@@ -362,8 +362,8 @@ def test_a_removed_member_no_longer_counts_and_cannot_register_again():
     joined(log, "s1", "inc-1", "http://s1", now=0.0)
     joined(log, "s2", "inc-2", "http://s2", now=0.0)
     log.append("m", None)
-    send(log, "s1", "s2")
     log.mark_durable(1)
+    send(log, "s1", "s2")
     log.record_ack("s2", 1, now=0.1)
     assert log.cluster_size == 3 and log.ack_set(1) == (MASTER, "s2")
     log.remove("s2")
@@ -488,6 +488,7 @@ def test_batches_carry_wire_items_with_each_entrys_epoch():
     log.stream_opened("s1", 0, now=0.0)
     log.update_health(0.0)
     log.append("new", None)
+    log.mark_durable(4)
     batch = log.next_batch("s1")
     assert (batch.seq_from, batch.seq_to) == (1, 4)
     assert batch.items == [
@@ -531,14 +532,28 @@ def test_the_master_counts_as_a_holder_only_once_its_copy_is_durable():
     assert done.token == "w1" and done.acked_by == (MASTER,)
 
 
+def test_only_entries_on_the_masters_disk_are_streamed():
+    log = make_log(cls=ReplicationLog)
+    for message in ("a", "b", "c"):
+        log.append(message, None)
+    # Nothing is durable yet: a secondary must not show what a power cut takes back.
+    assert log.next_batch("s1") is None
+    log.mark_durable(2)
+    batch = log.next_batch("s1")
+    assert (batch.seq_from, batch.seq_to) == (1, 2)
+    assert log.next_batch("s1") is None  # seq 3 waits for the master's sync
+    log.mark_durable(3)
+    assert (log.next_batch("s1").seq_from, log.next_batch("s2").seq_to) == (3, 3)
+
+
 def test_secondaries_alone_never_satisfy_a_write_the_master_has_not_synced():
     log = make_log(cls=ReplicationLog)
     seq = log.append("m", None).entry.seq
-    for name in ("s1", "s2"):
-        log.next_batch(name)
     assert log.wait_for("w2", seq, 2) is None
-    assert log.record_ack("s1", seq, now=0.1) == []
-    assert log.record_ack("s2", seq, now=0.1) == []  # 2 holders, but not the master
+    # Both secondaries say they hold it (a reopened stream's report): 2 holders,
+    # but not the master, whose own durable copy every answer requires.
+    assert log.stream_opened("s1", seq, now=0.1, durable=seq) == []
+    assert log.stream_opened("s2", seq, now=0.1, durable=seq) == []
     assert log.ack_set(seq) == ("s1", "s2")
     (done,) = log.mark_durable(seq)
     assert done.acked_by == (MASTER, "s1", "s2")

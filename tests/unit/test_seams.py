@@ -296,12 +296,15 @@ def test_a_w2_write_travels_through_the_session_and_both_inline_syncers():
 
         writing = asyncio.ensure_future(cluster.master.write(write("two", 2)))
         await turn()
-        cluster.pump(stream, session, pipe)  # the append reaches the secondary
-        assert cluster.secondary.follower.contiguous_seq == 1
-        assert cluster.secondary.follower.durable_seq == 0  # not synced: no ACK yet
+        cluster.pump(stream, session, pipe)
+        # Not on the master's disk yet: nothing is streamed.
+        assert cluster.secondary.follower.contiguous_seq == 0
         cluster.master_syncs.run()
         await turn()
         assert not writing.done()  # the master holds it; w=2 wants one more
+        cluster.pump(stream, session, pipe)  # now the append reaches the secondary
+        assert cluster.secondary.follower.contiguous_seq == 1
+        assert cluster.secondary.follower.durable_seq == 0  # not synced: no ACK yet
         assert cluster.secondary_syncs.run() == 1
         cluster.pump(stream, session, pipe)  # the ACK reaches the master
         outcome = await asyncio.wait_for(writing, 1)

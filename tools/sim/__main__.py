@@ -72,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="killed masters that linger beside their replacement in their old epoch",
     )
+    parser.add_argument(
+        "--trace-lines",
+        type=int,
+        default=80,
+        metavar="N",
+        help="trace lines shown for a failure (default 80; 0: every kept event)",
+    )
     args = parser.parse_args(argv)
     require_fixed_hash_seed()
     first = random_seed() if args.seed is None else args.seed
@@ -84,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         for violation in failed.violations:
             print(f"  {violation}")
         print("last trace lines:")
-        print(failed.trace_tail)
+        lines = failed.trace.splitlines()
+        print("\n".join(lines[-args.trace_lines :] if args.trace_lines > 0 else lines))
         others = [s.seed for s in totals.failed[1:]]
         if others:
             print(f"also failed: seeds {others}")

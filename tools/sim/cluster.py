@@ -151,8 +151,8 @@ class SimCluster:
         if name == MASTER:
             if node.log.epoch is None:
                 return None  # recovering: GET / answers 503
-            return list(node.log.entries(1, None))
-        return list(node.follower.entries(1, None))
+            return list(node.log.entries(1, node.log.visible_seq))
+        return list(node.follower.entries(1, node.follower.visible_seq))
 
     def visible_range(self, name: str, start: int, stop: int) -> tuple[list[Entry], int]:
         """`visible_log(name)[start:stop]` and the visible log's length, without building
@@ -164,10 +164,10 @@ class SimCluster:
             if node.log.epoch is None:
                 return [], 0
             log: Any = node.log
-            length = int(log.last_seq)
+            length = int(log.visible_seq)
         else:
             log = node.follower
-            length = int(log.contiguous_seq)
+            length = int(log.visible_seq)
         stop = min(stop, length)
         if stop <= start:
             return [], length
@@ -448,4 +448,4 @@ class SimCluster:
         node = self.slots[host].node
         if node is None:
             raise FetchError(f"{url}: connection refused")
-        return list(node.follower.entries(1, None))
+        return list(node.follower.entries(1, node.follower.visible_seq))

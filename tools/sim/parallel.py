@@ -31,7 +31,8 @@ class SeedSummary:
     acked: int
     virtual_seconds: float
     violations: list[str] = field(default_factory=list)
-    trace_tail: str = ""
+    # A failed seed's kept trace, formatted (tools.sim.trace), oldest first.
+    trace: str = ""
 
 
 @dataclass
@@ -72,7 +73,7 @@ def run_seed(job: tuple[int, SimConfig]) -> SeedSummary:
         acked=result.acked,
         virtual_seconds=result.virtual_seconds,
         violations=[f"{v.property}: {v.detail}" for v in result.violations[:10]],
-        trace_tail="" if result.ok else result.trace_tail,
+        trace="" if result.ok else result.trace_text,
     )
 
 

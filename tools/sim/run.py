@@ -127,6 +127,7 @@ class SimResult:
     acked: int
     reads: int
     trace_tail: str
+    trace_text: str
     # Every kept trace event as strings, its time as repr(): equal runs, equal lists.
     trace: list[tuple[str, ...]]
 
@@ -660,6 +661,7 @@ def simulate(seed: int, config: SimConfig | None = None) -> SimResult:
         acked=sum(w.outcome == "acked" for w in writes),
         reads=sim._reads,
         trace_tail=sim.trace.format(last=80),
+        trace_text=sim.trace.format(),
         trace=[(repr(t), kind, *map(str, parts)) for t, kind, parts in sim.trace.entries()],
     )
 
