@@ -1,6 +1,7 @@
 """The simulator end to end (tools.sim.run): the real nodes under seeded clients and
 faults pass every property; a seed replays bit for bit; a broken invariant is caught."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from replog.core import replication_log
+from replog.master import replicator
 from tools.sim.cluster import MASTER
 from tools.sim.run import SimConfig, Simulation, simulate
 
@@ -99,3 +101,38 @@ def test_the_command_line_runs_seeds_and_prints_its_figures():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok: 2 seed(s) from 5" in done.stdout
     assert "faults/s" in done.stdout and "events/s" in done.stdout
+
+
+def test_a_waiter_left_behind_by_a_client_that_gave_up_is_caught(monkeypatch):
+    """Break the master: a write whose client went away keeps its write-concern waiter,
+    so waiters pile up while a secondary is down (bounded_memory, checked every step)."""
+    monkeypatch.setattr(replication_log.ReplicationLog, "cancel_wait", lambda self, token: None)
+    caught = [simulate(seed, config(steps=200)) for seed in (1, 2, 3)]
+    bounded = [v for result in caught for v in result.violations if v.property == "bounded_memory"]
+    assert bounded, [v.property for result in caught for v in result.violations]
+    assert all("commit_waiters" in v.detail for v in bounded)
+
+
+def test_a_task_leaked_per_dial_is_caught(monkeypatch):
+    """Break the master's link: each dial leaves a task behind (as a reader nobody
+    cancels would), so tasks pile up as links redial nodes that are down."""
+    connect = replicator.SecondaryLink._connect
+    leaked = []
+
+    async def leaky_connect(self, epoch):
+        leaked.append(asyncio.ensure_future(asyncio.Event().wait()))
+        return await connect(self, epoch)
+
+    monkeypatch.setattr(replicator.SecondaryLink, "_connect", leaky_connect)
+    result = simulate(1, config(steps=300))
+    assert any(
+        v.property == "bounded_memory" and "loop_tasks" in v.detail for v in result.violations
+    ), (len(leaked), [v.property for v in result.violations])
+
+
+def test_the_real_code_stays_within_every_memory_bound():
+    result = simulate(4, config(steps=200))
+    assert result.ok, describe(result)
+    peaks = result.memory_peaks
+    assert {"commit_waiters", "inflight_batches", "frames_queued", "loop_tasks"} <= set(peaks)
+    assert 1 <= peaks["commit_waiters"] <= SimConfig.clients

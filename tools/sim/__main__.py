@@ -17,7 +17,7 @@ import sys
 
 from tools.sim.loop import require_fixed_hash_seed
 from tools.sim.parallel import simulate_many
-from tools.sim.run import SimConfig, random_seed
+from tools.sim.run import WIPES, SimConfig, random_seed
 
 
 def config_of(args: argparse.Namespace) -> SimConfig:
@@ -29,9 +29,9 @@ def config_of(args: argparse.Namespace) -> SimConfig:
         config.crashes = False
     if args.no_fine_faults:
         config.fine_faults = False
-    config.master_power_cuts = args.master_power_cuts
-    config.master_wipes = args.master_wipes
-    config.stale_masters = args.stale_masters
+    config.master_power_cuts = not args.no_master_power_cuts
+    config.stale_masters = not args.no_stale_masters
+    config.wipes = args.wipes
     return config
 
 
@@ -41,9 +41,9 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
     replay += " --no-faults" if args.no_faults else ""
     replay += " --no-crashes" if args.no_crashes else ""
     replay += " --no-fine-faults" if args.no_fine_faults else ""
-    replay += " --master-power-cuts" if args.master_power_cuts else ""
-    replay += " --master-wipes" if args.master_wipes else ""
-    replay += " --stale-masters" if args.stale_masters else ""
+    replay += " --no-master-power-cuts" if args.no_master_power_cuts else ""
+    replay += " --no-stale-masters" if args.no_stale_masters else ""
+    replay += f" --wipes {args.wipes}" if args.wipes != SimConfig.wipes else ""
     return replay
 
 
@@ -62,15 +62,21 @@ def main(argv: list[str] | None = None) -> int:
         "--no-fine-faults", action="store_true", help="no per-frame, per-fsync, jitter faults"
     )
     parser.add_argument(
-        "--master-power-cuts", action="store_true", help="power cuts of the master too"
-    )
-    parser.add_argument(
-        "--master-wipes", action="store_true", help="master disk losses, restarted with --recover"
-    )
-    parser.add_argument(
-        "--stale-masters",
+        "--no-master-power-cuts",
         action="store_true",
-        help="killed masters that linger beside their replacement in their old epoch",
+        help="master crashes are kills only (the kernel keeps what it wrote)",
+    )
+    parser.add_argument(
+        "--no-stale-masters",
+        action="store_true",
+        help="no killed master lingers beside its replacement in its old epoch",
+    )
+    parser.add_argument(
+        "--wipes",
+        choices=WIPES,
+        default=SimConfig.wipes,
+        help="whose disks crashes may lose; mixed (default): per seed, the secondaries' "
+        "or the master's (it restarts with --recover)",
     )
     parser.add_argument(
         "--trace-lines",
@@ -99,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     faults = totals.faults
     print(
-        f"ok: {args.seeds} seed(s) from {first}, {totals.writes} writes ({totals.acked} acked), "
+        f"ok: {args.seeds} seed(s) from {first}, {totals.writes} writes ({totals.acked} acked, "
+        f"{100 * totals.acked / max(totals.writes, 1):.0f}%), "
         f"{totals.virtual_seconds:.0f} s virtual in {real:.1f} s real, {args.jobs} job(s)"
     )
     print(
@@ -109,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         f"simulated events: {totals.events}; "
         f"{totals.fault_total / real:.0f} faults/s, {totals.events / real:.0f} events/s"
     )
+    peaks = totals.memory_peaks
+    print(f"memory peaks: {', '.join(f'{k}={v}' for k, v in sorted(peaks.items()))}")
     return 0
 
 

@@ -196,6 +196,11 @@ class SimConnection:
         written.set_result(None)
         return written
 
+    def pending_frames(self) -> int:
+        """Frames written here that the peer has not read: in flight or in its inbox."""
+        in_flight = 0 if self._out is None else len(self._out.queue)
+        return in_flight + len(self.peer._inbox)
+
     def send(self, frame: bytes) -> None:
         """Send a frame; on a closed end, drop it (the secondary's `Pipe`)."""
         if not self.closed:

@@ -33,6 +33,7 @@ class SeedSummary:
     violations: list[str] = field(default_factory=list)
     # A failed seed's kept trace, formatted (tools.sim.trace), oldest first.
     trace: str = ""
+    memory_peaks: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Totals:
     virtual_seconds: float = 0.0
     real_seconds: float = 0.0
     failed: list[SeedSummary] = field(default_factory=list)
+    # The largest of each memory measure over all seeds (Simulation.memory_sizes).
+    memory_peaks: dict[str, int] = field(default_factory=dict)
 
     @property
     def fault_total(self) -> int:
@@ -57,6 +60,8 @@ class Totals:
         self.writes += summary.writes
         self.acked += summary.acked
         self.virtual_seconds += summary.virtual_seconds
+        for kind, size in summary.memory_peaks.items():
+            self.memory_peaks[kind] = max(size, self.memory_peaks.get(kind, 0))
         if not summary.ok:
             self.failed.append(summary)
 
@@ -74,6 +79,7 @@ def run_seed(job: tuple[int, SimConfig]) -> SeedSummary:
         virtual_seconds=result.virtual_seconds,
         violations=[f"{v.property}: {v.detail}" for v in result.violations[:10]],
         trace="" if result.ok else result.trace_text,
+        memory_peaks=result.memory_peaks,
     )
 
 

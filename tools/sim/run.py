@@ -12,6 +12,11 @@ A step is `SimConfig.step_seconds` of virtual time. After each one:
 - `no_stuck_waiter`: once `stuck_grace` seconds have passed without any fault, no
   waiter may still be pending whose entry `w` nodes durably held `stuck_grace`
   seconds ago (the ACKs had all that time to arrive);
+- `bounded_memory`: what the nodes keep for their peers and clients stays within
+  fixed bounds, whoever is down, cut off or slow (`memory_sizes`: waiters, batches
+  in flight, frames queued towards each secondary, a secondary's out-of-order
+  buffer, the loop's tasks); a leak (a task per redial, a frame queued per
+  heartbeat to a dead peer) grows past any fixed bound within a run;
 - the loop's unhandled errors (a task that died, a callback that raised).
 
 At the end: the clients stop, every fault heals, down nodes restart, and the
@@ -81,20 +86,21 @@ class SimConfig:
     fault_rate: float = 0.08
     network_faults: bool = True
     crashes: bool = True
-    # Power cuts of the master (else its crashes are kills: the kernel keeps what it
-    # wrote). Off by default: the master streams an entry before its own fsync, so a
-    # power cut can lose an entry a secondary already showed (never acknowledged),
-    # and the restarted master reuses its seq, which stale_read and seq_unique report.
-    master_power_cuts: bool = False
-    # Master crashes that lose its disk (30% of them): it restarts with --recover
-    # (`MasterConfig.recover`, --secondaries K) and rebuilds its log from the
-    # secondaries' (core.recovery, strict). Secondaries are then never wiped: strict
-    # recovery rightly waits for ever for a secondary that lost its data too.
-    master_wipes: bool = False
+    # Power cuts of the master (70% of its crashes; else kills: the kernel keeps what
+    # it wrote). Nothing shown or acknowledged may be lost to one: the master streams
+    # and shows only what it synced (core.replication_log.visible_seq).
+    master_power_cuts: bool = True
+    # Which disks crashes may lose, chosen per seed by `disk_losses`: "secondaries"
+    # (15% of their crashes), "master" (30% of its crashes; it restarts with
+    # --recover, `MasterConfig.recover`, and rebuilds its log from the secondaries'
+    # by core.recovery, strict: so then no secondary loses its disk, since strict
+    # recovery rightly waits for ever for one that lost its data too), "none", or
+    # "mixed": each seed draws "secondaries" or "master", half and half.
+    wipes: str = "mixed"
     # Master kills that leave the old process frozen, not dead (half of them): it
     # resumes beside its replacement for 0.3-3 s in its old epoch and redials the
     # secondaries, who must refuse it (see SimCluster.crash, `linger`).
-    stale_masters: bool = False
+    stale_masters: bool = True
     clock_jumps: bool = True
     # Fine-grained faults (FINE_FAULTS): per data frame a delay spike, a stall of its
     # direction or a reset (tools.sim.network.FrameFaults); per fsync a slow one; per
@@ -130,6 +136,8 @@ class SimResult:
     trace_text: str
     # Every kept trace event as strings, its time as repr(): equal runs, equal lists.
     trace: list[tuple[str, ...]]
+    # The largest of each `memory_sizes` measure seen in the run.
+    memory_peaks: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -143,6 +151,19 @@ def faults_only(counts: Counter[str]) -> Counter[str]:
 
 def _entry(e: Any) -> props.Entry:
     return props.Entry(e.seq, e.id, e.message)
+
+
+WIPES = ("secondaries", "master", "none", "mixed")
+
+
+def disk_losses(seed: int, wipes: str) -> str:
+    """Whose disks this seed's crashes may lose: `wipes`, or for "mixed" a draw from
+    the seed alone (its own rng: choosing changes no other draw)."""
+    if wipes not in WIPES:
+        raise ValueError(f"wipes must be one of {', '.join(WIPES)}, not {wipes!r}")
+    if wipes != "mixed":
+        return wipes
+    return random.Random(f"disk-losses-{seed}").choice(("secondaries", "master"))
 
 
 class Simulation:
@@ -174,6 +195,8 @@ class Simulation:
         self._master_recover = False
         self._reads = 0
         self._stopping = False
+        self.memory_peaks: dict[str, int] = {}
+        self.wiped_disks = disk_losses(seed, self.config.wipes)
         self.fine_rng: random.Random | None = None
         if self.config.fine_faults:
             self._arm_fine_faults()
@@ -303,12 +326,12 @@ class Simulation:
             self._later(duration, net.heal_all)
         elif kind == "crash_secondary":
             name = rng.choice(secondaries)
-            wipe = rng.random() < 0.15 and not config.master_wipes
+            wipe = rng.random() < 0.15 and self.wiped_disks == "secondaries"
             self.crash(name, wipe=wipe, power=rng.random() < 0.7)
             self._restart_later(name, duration)
         elif kind == "crash_master":
             power = config.master_power_cuts and rng.random() < 0.7
-            wipe = config.master_wipes and rng.random() < 0.3
+            wipe = rng.random() < 0.3 and self.wiped_disks == "master"
             linger = 0.0
             if config.stale_masters and not (wipe or power) and rng.random() < 0.5:
                 linger = rng.uniform(0.3, 3.0)
@@ -484,7 +507,77 @@ class Simulation:
             ]
             self.violations += props.no_stuck_waiter(old, pending)
         self._check_counted()
+        self._check_memory()
         self._unhandled()
+
+    def _check_memory(self) -> None:
+        sizes, limits = self.memory_sizes()
+        peaks = self.memory_peaks
+        for name, size in sizes.items():
+            kind = name.split("[", 1)[0]
+            if size > peaks.get(kind, -1):
+                peaks[kind] = size
+        self.violations += props.bounded_memory(sizes, limits)
+
+    def memory_sizes(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(sizes, their bounds) by name, now. The bounds are the product's own
+        (core.limits, the health timings), not figures measured from runs."""
+        cluster, config, timing = self.cluster, self.config, self.config.timing
+        sizes: dict[str, int] = {}
+        limits: dict[str, int] = {}
+        master = cluster.master
+        if master is not None:
+            log = master.log
+            # One write at a time per client; a cancelled wait is gone before the
+            # client's next step.
+            sizes["commit_waiters"], limits["commit_waiters"] = (
+                len(log.commit_waiters),
+                config.clients,
+            )
+            # Frames a secondary may have queued towards it (on every connection of
+            # it: one still draining beside a new one): the batches in flight, the
+            # heartbeats of the time before it is judged unhealthy and dropped, its
+            # sync and close.
+            per_connection = (
+                log.max_inflight_batches
+                + int(timing.unhealthy_after / timing.heartbeat_interval)
+                + 3
+            )
+            queued = self._frames_queued_from(MASTER)
+            for name in cluster.names[1:]:
+                if log.is_member(name):
+                    key = f"inflight_batches[{name}]"
+                    sizes[key] = len(log.progress(name).inflight)
+                    limits[key] = log.max_inflight_batches
+                key = f"frames_queued[{name}]"
+                sizes[key], limits[key] = queued.get(name, 0), 2 * per_connection
+        for name in cluster.names[1:]:
+            node = cluster.slots[name].node
+            if node is not None:
+                key = f"out_of_order_bytes[{name}]"
+                sizes[key] = node.follower.buffered_bytes
+                limits[key] = node.follower.max_buffered_bytes
+        sizes["loop_tasks"] = len(asyncio.all_tasks(self.loop))
+        limits["loop_tasks"] = self._task_bound()
+        return sizes, limits
+
+    def _task_bound(self) -> int:
+        """The tasks the processes and clients may have at once, counted: a master
+        (a lingering old one too) has its health monitor and, per secondary link, its
+        run loop, session, ACK reader and a dial; a secondary its registrar and a
+        reader per connection (an old one closing beside a new one); a client its
+        loop and one write; and the simulation's main task."""
+        secondaries = len(self.cluster.names) - 1
+        masters = 1 + len(self.cluster.lingering)
+        return masters * (1 + 4 * secondaries) + secondaries * (1 + 2) + 2 * self.config.clients + 1
+
+    def _frames_queued_from(self, sender: str) -> Counter[str]:
+        """Frames `sender` wrote that its peers have not read yet, by peer."""
+        queued: Counter[str] = Counter()
+        for conn in self.cluster.network.connections(sender):
+            if conn.local == sender:
+                queued[conn.remote] += conn.pending_frames()
+        return queued
 
     def _check_counted(self) -> None:
         self.violations += self.counted_unheld()
@@ -663,6 +756,7 @@ def simulate(seed: int, config: SimConfig | None = None) -> SimResult:
         trace_tail=sim.trace.format(last=80),
         trace_text=sim.trace.format(),
         trace=[(repr(t), kind, *map(str, parts)) for t, kind, parts in sim.trace.entries()],
+        memory_peaks=sim.memory_peaks,
     )
 
 
