@@ -374,6 +374,10 @@ class Simulation:
                     doc["message"] = f"m{index}.{counter}"
             status = await self.write(index, doc)
             retry = doc if status in (None, 503, 504) and rng.random() < 0.6 else None
+            if status in (None, 503):
+                # The master is down or read-only: back off as a real client would,
+                # rather than pile up refused attempts while it comes back.
+                await asyncio.sleep(rng.uniform(0.1, 0.4))
 
     async def write(self, client: int, doc: dict[str, Any]) -> int | None:
         """One `POST /` to the master; records one WriteAttempt per message."""
@@ -557,7 +561,7 @@ class Simulation:
                 key = f"out_of_order_bytes[{name}]"
                 sizes[key] = node.follower.buffered_bytes
                 limits[key] = node.follower.max_buffered_bytes
-        sizes["loop_tasks"] = len(asyncio.all_tasks(self.loop))
+        sizes["loop_tasks"] = self.loop.live_tasks()
         limits["loop_tasks"] = self._task_bound()
         return sizes, limits
 
