@@ -8,7 +8,7 @@ and disk losses, lingering old masters): seeds 1..3200 inject 1,029,740 faults,
 13.9M simulated events, in 183.4 s on 2 jobs (5,615 faults/s, 75,600 events/s).
 What limits it: the product and asyncio per simulated event, and reads of the whole
 log (O(log) each) with `tools.properties.key` per entry (tools/sim/README.md).
-`REPLOG_SIM_SEEDS=500` runs fewer (its target scales: ~340 faults a seed).
+`REPLOG_SIM_SEEDS=500` runs fewer (its target scales: ~310 faults a seed).
 Deselect with `-m "not million_faults"`.
 """
 

@@ -11,6 +11,7 @@ import pytest
 
 from replog.core import replication_log
 from replog.master import replicator
+from replog.secondary.config import SecondaryConfig
 from tools.sim.cluster import MASTER
 from tools.sim.run import SimConfig, Simulation, simulate
 
@@ -136,3 +137,12 @@ def test_the_real_code_stays_within_every_memory_bound():
     peaks = result.memory_peaks
     assert {"commit_waiters", "inflight_batches", "frames_queued", "loop_tasks"} <= set(peaks)
     assert 1 <= peaks["commit_waiters"] <= SimConfig.clients
+
+
+def test_a_secondary_that_refuses_the_masters_batches_is_caught(monkeypatch):
+    """Misconfigure the secondaries: a frame limit below the master's batches (the
+    master's --max-body-bytes above their --max-entry-bytes). Tornado closes such a
+    stream with 1009; the simulated connection does the same, and the run says so."""
+    monkeypatch.setattr(SecondaryConfig, "max_frame_bytes", property(lambda self: 60))
+    result = simulate(1, config(steps=120, network_faults=False, crashes=False))
+    assert "frame_too_big" in {v.property for v in result.violations}

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import pytest
 
+from replog.common.ws import TOO_BIG, FrameLimit
 from tools.sim.loop import SimLoop
 from tools.sim.network import ConnectionClosed, DialRefused, SimConnection, SimNetwork
 
@@ -439,3 +440,22 @@ def test_the_trace_reads_as_lines(loop):
         'deliver      master->s1 conn=1 len=17 \'{"type": "hello"}\'',
         "fault        cut master<->s1 hold",
     ]
+
+
+def test_a_frame_over_the_receivers_limit_closes_the_connection_with_1009_unread(loop):
+    network = SimNetwork(loop, random.Random(3), latency=0.01)
+    server = Server(loop, network, "s1")
+    limit = FrameLimit(10)
+
+    async def main():
+        conn = await network.connect("master", "s1")
+        server.ends[0].max_message_size = limit
+        conn.write_message(b"x" * 10)  # at the limit: read
+        conn.write_message(b"x" * 11)  # over it: refused, the connection closed
+        conn.write_message(b"after")
+        assert await conn.read_message() is None
+        return conn
+
+    conn = run(loop, main())
+    assert [frame for _, frame in server.got[1]] == [b"x" * 10]
+    assert (conn.close_code, network.stats["too_big"], limit.exceeded) == (TOO_BIG, 1, 11)

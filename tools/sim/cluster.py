@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from replog.common.web import error_status
+from replog.common.ws import FrameLimit
 from replog.core.entry import Entry
 from replog.core.errors import ReplogError
 from replog.core.stream import RefusalKind
@@ -380,13 +381,16 @@ class SimCluster:
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         assert parts.hostname is not None
-        return await self.network.connect(MASTER, parts.hostname, query, timeout=timeout)
+        end = await self.network.connect(MASTER, parts.hostname, query, timeout=timeout)
+        end.max_message_size = limit if isinstance(limit, int) else None
+        return end
 
     def _acceptor(self, slot: NodeSlot, gen: int) -> Callable[[SimConnection, Any], None]:
         def accept(end: SimConnection, query: dict[str, str]) -> None:
             node = slot.node
             if node is None or slot.generation != gen:
                 raise DialRefused(503, "down")
+            end.max_message_size = FrameLimit(node.config.max_frame_bytes)
             session = ReplicationSession(node, end)
             refused = session.accept(
                 epoch=query.get("epoch", ""),

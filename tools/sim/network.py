@@ -47,6 +47,7 @@ from typing import Any
 
 from tornado.websocket import WebSocketClosedError
 
+from replog.common.ws import TOO_BIG
 from tools.sim.loop import SimLoop
 from tools.sim.trace import Trace
 
@@ -178,6 +179,9 @@ class SimConnection:
         self.close_reason: str | None = None
         self.peer: SimConnection = self
         self._out: _Pipe | None = None
+        # The largest frame this end reads (Tornado's max_message_size), None: any.
+        # A larger one closes the connection with 1009 unread, as Tornado does.
+        self.max_message_size: int | None = None
         self._inbox: deque[bytes] = deque()
         self._reader: asyncio.Future[bytes | None] | None = None
 
@@ -437,6 +441,13 @@ class SimNetwork:
             if isinstance(item, bytes):
                 self.stats["discarded"] += 1
             self._forget_if_done(receiver.id)
+            return
+        limit = receiver.max_message_size
+        if isinstance(item, bytes) and limit is not None and len(item) > limit:
+            # `len > limit`, as Tornado compares (a FrameLimit notes the length).
+            self.stats["too_big"] += 1
+            self.trace.record("too_big", where, f"conn={receiver.id}", len(item), limit)
+            receiver.close(TOO_BIG, "message too big")
             return
         if isinstance(item, bytes):
             self.stats["delivered"] += 1

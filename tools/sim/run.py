@@ -196,6 +196,7 @@ class Simulation:
         self._reads = 0
         self._stopping = False
         self.memory_peaks: dict[str, int] = {}
+        self._too_big_seen = 0
         self.wiped_disks = disk_losses(seed, self.config.wipes)
         self.fine_rng: random.Random | None = None
         if self.config.fine_faults:
@@ -512,7 +513,18 @@ class Simulation:
             self.violations += props.no_stuck_waiter(old, pending)
         self._check_counted()
         self._check_memory()
+        self._check_frames()
         self._unhandled()
+
+    def _check_frames(self) -> None:
+        """No frame larger than its receiver reads: Tornado would close the stream
+        with 1009 and the same batch would be resent, and refused, for ever."""
+        too_big = self.cluster.network.stats["too_big"]
+        if too_big > self._too_big_seen:
+            self._too_big_seen = too_big
+            self.violations.append(
+                props.Violation("frame_too_big", f"{too_big} frame(s) over the receiver's limit")
+            )
 
     def _check_memory(self) -> None:
         sizes, limits = self.memory_sizes()
