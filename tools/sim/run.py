@@ -86,7 +86,7 @@ class SimConfig:
     fault_rate: float = 0.08
     network_faults: bool = True
     crashes: bool = True
-    # Power cuts of the master (70% of its crashes; else kills: the kernel keeps what
+    # Power cuts of the master (half its crashes; else kills: the kernel keeps what
     # it wrote). Nothing shown or acknowledged may be lost to one: the master streams
     # and shows only what it synced (core.replication_log.visible_seq).
     master_power_cuts: bool = True
@@ -97,7 +97,7 @@ class SimConfig:
     # recovery rightly waits for ever for one that lost its data too), "none", or
     # "mixed": each seed draws "secondaries" or "master", half and half.
     wipes: str = "mixed"
-    # Master kills that leave the old process frozen, not dead (half of them): it
+    # Master kills that leave the old process frozen, not dead (80% of them): it
     # resumes beside its replacement for 0.3-3 s in its old epoch and redials the
     # secondaries, who must refuse it (see SimCluster.crash, `linger`).
     stale_masters: bool = True
@@ -331,10 +331,10 @@ class Simulation:
             self.crash(name, wipe=wipe, power=rng.random() < 0.7)
             self._restart_later(name, duration)
         elif kind == "crash_master":
-            power = config.master_power_cuts and rng.random() < 0.7
+            power = config.master_power_cuts and rng.random() < 0.5
             wipe = rng.random() < 0.3 and self.wiped_disks == "master"
             linger = 0.0
-            if config.stale_masters and not (wipe or power) and rng.random() < 0.5:
+            if config.stale_masters and not (wipe or power) and rng.random() < 0.8:
                 linger = rng.uniform(0.3, 3.0)
             self.crash(MASTER, wipe=wipe, power=power, linger=linger)
             self._restart_later(MASTER, duration)
