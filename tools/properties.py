@@ -23,11 +23,13 @@ add to an optional `tally` (a `Counter`). `check_all` runs every end-of-run
 property in a fixed order.
 
 Some properties only the simulator can judge, because it sees every node's whole
-history: `seq_unique`, `prefix_of_master`, `no_stuck_waiter`, `bounded_memory`.
+history: `seq_unique`, `read_rolled_back`, `prefix_of_master`, `no_stuck_waiter`,
+`bounded_memory`.
 For checks after every simulated step, the incremental checkers (`SeqUniqueChecker`,
-`PrefixChecker`, `ReadChecker`) do work in proportion to what is new since the
-last step. The per-attempt properties (`ack_quorum`, `unexpected_status`, and the
-per-answer part of `ack_answer`) can be called on just the new attempts.
+`RollbackChecker`, `PrefixChecker`, `ReadChecker`) do work in proportion to what is
+new since the last step. The per-attempt properties (`ack_quorum`,
+`unexpected_status`, and the per-answer part of `ack_answer`) can be called on just
+the new attempts.
 """
 
 from __future__ import annotations
@@ -802,6 +804,33 @@ class SeqUniqueChecker:
     def wiped(self, node: str) -> None:
         """The node lost its disk: what it holds from now on is a new history."""
         self._named.pop(node, None)
+
+
+class RollbackChecker:
+    """`read_rolled_back`, incrementally: a node's visible log never gets shorter while
+    it keeps its disk, whatever crashes, power cuts and restarts it goes through (with
+    `seq_unique`: a restarted node shows again everything it showed). Feed the visible
+    length of each node that is up and serving reads; O(1) each."""
+
+    def __init__(self) -> None:
+        self._longest: dict[str, int] = {}
+
+    def observe(self, node: str, t: float, length: int) -> list[Violation]:
+        longest = self._longest.get(node, 0)
+        self._longest[node] = max(longest, length)
+        if length >= longest:
+            return []
+        return [
+            Violation(
+                "read_rolled_back",
+                f"{node} shows {length} entries at t={t}s, after having shown {longest}",
+                {"node": node, "t": t, "length": length, "shown_before": longest},
+            )
+        ]
+
+    def wiped(self, node: str) -> None:
+        """The node lost its disk: it may show less until it is refilled."""
+        self._longest.pop(node, None)
 
 
 def prefix_of_master(logs: Mapping[str, Sequence[Entry]], master: str = MASTER) -> list[Violation]:

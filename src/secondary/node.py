@@ -162,6 +162,8 @@ class SecondaryNode:
                 discarded_seqs=discarded,
             )
         self._save_state()
+        # A truncation may leave nothing pending: wake `settle`.
+        self.durable_changed.set()
         log.info("synced", epoch=epoch, keep=keep, epoch_start=epoch_start)
         return self.follower.durable_seq
 

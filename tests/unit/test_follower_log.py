@@ -223,3 +223,18 @@ def test_a_summary_reports_at_most_max_runs():
     # Too many runs: the prefix the first ones cover (the master resends the rest).
     assert log.summary(2) == (3, [[1, 1], [2, 2]])
     assert FollowerLog().summary(2) == (0, [])
+
+
+def test_readers_see_only_the_durable_prefix():
+    # Applied but not on disk: a power cut could take it back, so nobody sees it.
+    log = FollowerLog()
+    log.apply([e(1), e(2), e(3)])
+    assert log.contiguous_seq == 3 and log.visible_seq == 0
+    assert log.public_page() == []
+    log.mark_durable(2)
+    assert [m["seq"] for m in log.public_page()] == [1, 2]
+    assert [m["seq"] for m in log.public_page(2, 5)] == [2]
+    assert log.public_page(3) == []
+    log.mark_durable(3)
+    assert [m["seq"] for m in log.public_page(2, 1)] == [2]
+    assert [m["seq"] for m in log.public_page()] == [1, 2, 3]

@@ -313,3 +313,14 @@ def test_read_checker_judges_gaps_at_once_and_keeps_only_changes():
         ("s1", 2),
         ("s2", 3),
     ]
+
+
+def test_a_visible_log_that_gets_shorter_is_a_rolled_back_read_unless_the_disk_was_lost():
+    checker = p.RollbackChecker()
+    assert checker.observe("s1", 1.0, 3) == []
+    assert checker.observe("s1", 2.0, 5) == []
+    (shrunk,) = checker.observe("s1", 3.0, 4)
+    assert shrunk.property == "read_rolled_back" and "after having shown 5" in shrunk.detail
+    assert checker.observe("s2", 3.0, 0) == []  # another node has its own history
+    checker.wiped("s1")
+    assert checker.observe("s1", 4.0, 0) == []

@@ -585,3 +585,40 @@ def test_the_real_link_streams_to_the_real_session_through_a_dialer():
         assert cluster.secondary.stream is None
 
     asyncio.run(main())
+
+
+def test_a_report_waits_for_the_sync_of_what_was_applied():
+    """A master that lost its disk picks its log from the reports: one made while a
+    sync is pending would miss entries that become durable (and visible) just after,
+    and the new master would cut them."""
+
+    async def main() -> None:
+        cluster = Cluster()
+        secondary = cluster.secondary
+        secondary.sync(1, 0, 0)
+        secondary.apply([Entry(1, 1, "a", "m1"), Entry(2, 1, "b", "m2")], epoch=1)
+        assert (secondary.follower.contiguous_seq, secondary.follower.durable_seq) == (2, 0)
+        settling = asyncio.ensure_future(secondary.settle(5.0))
+        await turn()
+        assert not settling.done()  # the sync has not run
+        assert cluster.secondary_syncs.run() == 1
+        await asyncio.wait_for(settling, 1)
+        assert secondary.report()["contiguous_seq"] == 2
+
+    asyncio.run(main())
+
+
+def test_a_report_waits_no_longer_once_a_sync_cut_the_pending_entries():
+    async def main() -> None:
+        cluster = Cluster()
+        secondary = cluster.secondary
+        secondary.sync(1, 0, 0)
+        secondary.apply([Entry(1, 1, "a", "m1")], epoch=1)
+        settling = asyncio.ensure_future(secondary.settle(5.0))
+        await turn()
+        assert not settling.done()
+        secondary.sync(2, 0, 0)  # a new master keeps nothing: nothing is pending
+        await asyncio.wait_for(settling, 1)
+        assert secondary.report()["contiguous_seq"] == 0
+
+    asyncio.run(main())

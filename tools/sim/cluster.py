@@ -155,6 +155,12 @@ class SimCluster:
             return list(node.log.entries(1, node.log.visible_seq))
         return list(node.follower.entries(1, node.follower.visible_seq))
 
+    def visible_log_served(self, name: str) -> bool:
+        """Whether `GET /` of the node answers with its log now (up, and not a
+        master still recovering)."""
+        node = self.slots[name].node
+        return node is not None and (name != MASTER or node.log.epoch is not None)
+
     def visible_range(self, name: str, start: int, stop: int) -> tuple[list[Entry], int]:
         """`visible_log(name)[start:stop]` and the visible log's length, without building
         the whole log (the runner looks at only the new part of it every step)."""
@@ -452,4 +458,5 @@ class SimCluster:
         node = self.slots[host].node
         if node is None:
             raise FetchError(f"{url}: connection refused")
-        return list(node.follower.entries(1, node.follower.visible_seq))
+        # As the handler serves it: the whole contiguous log, synced or not.
+        return list(node.follower.entries(1, None))

@@ -131,6 +131,42 @@ def accept_older_epoch() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def stream_before_sync() -> Iterator[None]:
+    """The master streams an entry as soon as it is appended, before its own fsync.
+
+    Correct rule (ReplicationLog.next_batch): only the master's durable prefix goes
+    out; else a power cut of the master takes back an entry a secondary shows, and
+    the restarted master gives its seq to another message. (The bug the simulator
+    found; this is the code as it was.)
+    """
+    real_next_batch = replication_log.ReplicationLog.next_batch
+
+    def next_batch(self: Any, secondary_id: str) -> Any:
+        durable, self.durable_seq = self.durable_seq, self.last_seq  # the mistake
+        try:
+            return real_next_batch(self, secondary_id)
+        finally:
+            self.durable_seq = durable
+
+    with _patched(replication_log.ReplicationLog, "next_batch", next_batch):
+        yield
+
+
+@contextmanager
+def show_unsynced() -> Iterator[None]:
+    """Every node shows what it appended or applied, synced or not.
+
+    Correct rule (ReplicationLog.visible_seq, FollowerLog.visible_seq): readers see
+    only the durable prefix; a power cut cannot take back what was shown.
+    """
+    with (
+        _patched(replication_log.ReplicationLog, "visible_seq", property(lambda s: s.last_seq)),
+        _patched(FollowerLog, "visible_seq", property(lambda s: s.contiguous_seq)),
+    ):
+        yield
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
@@ -145,6 +181,9 @@ MUTANTS = [
     Mutant("empty_restart_holder", empty_restart_holder),
     Mutant("open_on_one_empty_report", open_on_one_empty_report),
     Mutant("accept_older_epoch", accept_older_epoch),
+    # The real bug the simulator found (fixed), in its two halves.
+    Mutant("stream_before_sync", stream_before_sync),
+    Mutant("show_unsynced", show_unsynced),
 ]
 BY_NAME = {m.name: m for m in MUTANTS}
 
@@ -197,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(
                 f"{mutant.name:26} caught by seed {found.first_seed} after {found.tried} "
-                f"seed(s) ({took:.1f} s): {', '.join(found.kinds)}"
+                f"seed(s) ({took:.1f} s): {', '.join(found.kinds)}; replay: python -m "
+                f"tools.sim.mutants --seed {found.first_seed} --max-seeds 1 {mutant.name}"
             )
     return 1 if missed else 0
 

@@ -6,7 +6,8 @@ arguments (given a fixed PYTHONHASHSEED): the same seed gives the same trace.
 A step is `SimConfig.step_seconds` of virtual time. After each one:
 
 - `seq_unique` on every node's durable prefix (an entry never synced may be lost in
-  a crash and its seq reused: only what a node held on disk is its history);
+  a crash and its seq reused: only what a node held on disk is its history), and
+  `read_rolled_back`: a node's visible log never gets shorter unless it lost its disk;
 - reads (by the clients, of every node's visible log) have no gap and are kept
   for `stale_read` (tools.properties.ReadChecker);
 - `no_stuck_waiter`: once `stuck_grace` seconds have passed without any fault, no
@@ -183,6 +184,7 @@ class Simulation:
         self.cluster.on_durable = self._holding
         self.cluster.on_registered = lambda _name: self._check_counted()
         self.seq_checker = props.SeqUniqueChecker()
+        self.rollback_checker = props.RollbackChecker()
         self.read_checker = props.ReadChecker()
         self.violations: list[props.Violation] = []
         self.start_time = self.loop.time()
@@ -278,6 +280,7 @@ class Simulation:
         if wipe:
             self._master_recover = self._master_recover or name == MASTER
             self.seq_checker.wiped(name)
+            self.rollback_checker.wiped(name)
             self.history.wipes.setdefault(name, []).append(self.now())
             self.holdings[name].fresh_disk(self.now())
         if name == MASTER and self._master_died is not None and not self._master_died.done():
@@ -496,6 +499,8 @@ class Simulation:
             visible, length = cluster.visible_range(name, fed, durable)
             new = [_entry(e) for e in visible]
             self.violations += self.seq_checker.observe(name, new)
+            if cluster.visible_log_served(name):
+                self.violations += self.rollback_checker.observe(name, self.now(), length)
             self._fed[name] = (slot.starts, max(fed, min(durable, length)))
         now = self.loop.time()
         self._prefixes.append((now, self.coarse_fault_total(), prefixes))
@@ -770,7 +775,7 @@ def simulate(seed: int, config: SimConfig | None = None) -> SimResult:
         acked=sum(w.outcome == "acked" for w in writes),
         reads=sim._reads,
         trace_tail=sim.trace.format(last=80),
-        trace_text=sim.trace.format(),
+        trace_text="" if not sim.violations else sim.trace.format(),
         trace=[(repr(t), kind, *map(str, parts)) for t, kind, parts in sim.trace.entries()],
         memory_peaks=sim.memory_peaks,
     )
