@@ -187,6 +187,22 @@ BODY_TIMEOUT = Setting(
     positive_float,
 )
 TIMEOUT_SETTINGS = (IDLE_TIMEOUT, BODY_TIMEOUT)
+MAX_WAIT = Setting(
+    "--max-wait",
+    ("REPLOG_MAX_WAIT",),
+    30.0,
+    "longest long poll (s): a `GET /?wait=` asking for more waits this long",
+    non_negative_float,
+)
+STREAM_BUFFER_BYTES = Setting(
+    "--stream-buffer-bytes",
+    ("REPLOG_STREAM_BUFFER_BYTES",),
+    1 << 20,
+    "a `GET /stream` reader with more bytes than this written and not yet taken by its "
+    "socket is disconnected (`stream_reader_slow`)",
+    positive_int,
+)
+READ_SETTINGS = (MAX_WAIT, STREAM_BUFFER_BYTES)
 
 
 def data_dir_setting(default: Path) -> Setting[Path]:
@@ -414,3 +430,15 @@ class HttpTimeouts:
 
 def http_timeouts(args: argparse.Namespace) -> HttpTimeouts:
     return HttpTimeouts(idle=args.idle_timeout, body=args.body_timeout)
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    """How readers may wait (`GET /?wait=`) and stream (`GET /stream`)."""
+
+    max_wait: float = MAX_WAIT.default
+    stream_buffer_bytes: int = STREAM_BUFFER_BYTES.default
+
+
+def read_config(args: argparse.Namespace) -> ReadConfig:
+    return ReadConfig(max_wait=args.max_wait, stream_buffer_bytes=args.stream_buffer_bytes)

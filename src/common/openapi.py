@@ -208,6 +208,7 @@ SCHEMAS: dict[str, Schema] = {
             "cluster_size",
             "nodes_up",
             "last_seq",
+            "commit_seq",
             "secondaries",
             *_SECURITY,
         ],
@@ -235,6 +236,10 @@ SCHEMAS: dict[str, Schema] = {
             "cluster_size": _int(1),
             "nodes_up": _int(1),
             "last_seq": _COUNT,
+            "commit_seq": {
+                **_COUNT,
+                "description": "the highest seq a majority of the cluster's nodes hold",
+            },
             **_SECURITY,
             "secondaries": {
                 "type": "array",
@@ -258,6 +263,7 @@ SCHEMAS: dict[str, Schema] = {
             "id",
             "contiguous_seq",
             "durable_seq",
+            "commit_seq",
             "buffered",
             "master",
             "stream",
@@ -273,6 +279,10 @@ SCHEMAS: dict[str, Schema] = {
             "id": {"type": "string"},
             "contiguous_seq": _COUNT,
             "durable_seq": _COUNT,
+            "commit_seq": {
+                **_COUNT,
+                "description": "the master's commit point as last told, within durable_seq",
+            },
             "buffered": _COUNT,
             "master": {"type": "string", "description": "the master's URL"},
             "stream": {"type": "boolean", "description": "the master's stream is attached"},
@@ -379,6 +389,30 @@ _PAGING = [
     _query_int("limit", "list at most this many entries"),
 ]
 _BAD_PAGING = _answer("`from` or `limit` is not a positive integer")
+_READ = {
+    "name": "read",
+    "in": "query",
+    "required": False,
+    "description": 'read concern: "local" (default), what this node holds on disk; '
+    '"majority", only entries a majority of the cluster holds (the commit point)',
+    "schema": {"type": "string", "enum": ["local", "majority"]},
+}
+_WAIT = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": "long poll: if entry `from` is not readable yet, wait up to this many "
+    "seconds for it (clamped to --max-wait), then answer with what is readable from `from`, "
+    "or an empty list",
+    "schema": {"type": "string", "pattern": "^([0-9]{1,9}(\\.[0-9]{0,9})?|\\.[0-9]{1,9})$"},
+}
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "resume after this seq (takes precedence over `from`)",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+}
 _UNAUTHORIZED = _answer("the cluster token is missing or wrong (with --cluster-token set)")
 _TOO_LARGE = _answer("the body is over --max-body-bytes")
 
@@ -412,9 +446,34 @@ def _list_messages(role: Role) -> dict[str, Any]:
     what = "the log" if role == "master" else "the contiguous prefix this secondary holds"
     return _operation(
         "listMessages",
-        f"List {what}, in seq order",
-        {"200": _answer("the messages", "Messages"), "400": _BAD_PAGING},
-        parameters=_PAGING,
+        f"List {what}, in seq order (optionally waiting for entry `from`)",
+        {
+            "200": _answer("the messages", "Messages"),
+            "400": _answer(
+                "`from` or `limit` is not a positive integer, or `read` or `wait` is not valid"
+            ),
+        },
+        parameters=[*_PAGING, _READ, _WAIT],
+    )
+
+
+def _stream(role: Role) -> dict[str, Any]:
+    return _operation(
+        "streamMessages",
+        "Every entry from `from` (default: the next new one) on, live, as Server-Sent "
+        "Events: `id: <seq>` and `data: {seq, id, message}` per entry; `: keepalive` "
+        "every 15 s when idle",
+        {
+            "200": {
+                "description": "the event stream (it does not end)",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            "400": _answer(
+                "`from` is not a positive integer, `read` is not valid, or "
+                "Last-Event-ID is not a non-negative integer"
+            ),
+        },
+        parameters=[_query_int("from", "the first seq to send"), _READ, _LAST_EVENT_ID],
     )
 
 
@@ -461,6 +520,7 @@ def _master_paths() -> dict[str, Any]:
             ),
         },
         "/health": {"get": _health("master")},
+        "/stream": {"get": _stream("master")},
         "/register": {
             "post": _operation(
                 "registerSecondary",
@@ -514,6 +574,7 @@ def _secondary_paths() -> dict[str, Any]:
             ),
         },
         "/health": {"get": _health("secondary")},
+        "/stream": {"get": _stream("secondary")},
         wire.LOG_PATH: {
             "get": _operation(
                 "exportLog",

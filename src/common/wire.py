@@ -13,20 +13,25 @@ secondary -> master  {"type": "hello", "secondary": id, "contiguous_seq": k, "du
                       "last_epoch": e, "sync_epoch": s, "epoch_runs": [[epoch, first_seq], ...],
                       "incarnation": i}
 master -> secondary  {"type": "sync", "epoch": E, "keep": k, "epoch_start": n}
-master -> secondary  {"type": "append", "entries": [[seq, epoch, id, message], ...]}
-master -> secondary  {"type": "heartbeat"}
+master -> secondary  {"type": "append", "entries": [[seq, epoch, id, message], ...], "commit": c}
+master -> secondary  {"type": "heartbeat", "commit": c}
 secondary -> master  {"type": "ack", "contiguous_seq": k}
 
 `sync` tells the secondary that its first `keep` entries match the master's
 log (the rest is discarded), and how long that log was when the master
-opened. Acknowledgements carry the contiguous prefix the secondary holds on
-disk (`durable_seq` in hello), never its highest seq, so one ACK covers every
-earlier batch and a lost one costs nothing. Every heartbeat is answered with an ACK.
+opened. `commit` (optional on append and heartbeat: an older master sends
+none, read as unknown) is the master's commit point, the highest seq a
+majority of the cluster holds; a master sends a heartbeat for it when it
+advances with no append going out. Acknowledgements carry the contiguous
+prefix the secondary holds on disk (`durable_seq` in hello), never its
+highest seq, so one ACK covers every earlier batch and a lost one costs
+nothing. Every heartbeat is answered with an ACK.
 
 Strict input: every frame is checked here before anything acts on it, and
 anything else drops the stream (the receiver logs `bad_replication_message`
 with a `reason`): a frame has exactly its type's fields; seqs and epochs are
 integers in 0..MAX_INT (booleans are not integers), seqs of entries from 1;
+`commit`, when present, is such an integer too (not null);
 an entry is [seq, epoch, id, message] with id a string, a 64-bit integer or
 null and message a string; an append carries 1..MAX_BATCH_ENTRIES entries of
 consecutive seqs and non-decreasing epochs; the first frame after hello is
@@ -114,6 +119,11 @@ FIELDS = {
     "heartbeat": frozenset({"type"}),
     "ack": frozenset({"type", "contiguous_seq"}),
 }
+# Fields a frame may carry besides its own (absent from an older peer's frames).
+OPTIONAL_FIELDS = {
+    "append": frozenset({"commit"}),
+    "heartbeat": frozenset({"commit"}),
+}
 
 
 def frame_limit(max_entry_bytes: int) -> int:
@@ -130,10 +140,22 @@ class WireError(ValueError):
         self.frame = frame
 
 
-def encode_append(entries: Sequence[Entry] | Sequence[WireEntry]) -> bytes:
-    """`entries`: Entry objects or wire items, [seq, epoch, id, message] each."""
+def encode_append(
+    entries: Sequence[Entry] | Sequence[WireEntry], commit: int | None = None
+) -> bytes:
+    """`entries`: Entry objects or wire items, [seq, epoch, id, message] each;
+    `commit`: the master's commit point (None: left out)."""
     # orjson writes lists, not named tuples; map(list) is the cheapest conversion.
-    return orjson.dumps({"type": "append", "entries": list(map(list, entries))})
+    frame: dict[str, Any] = {"type": "append", "entries": list(map(list, entries))}
+    if commit is not None:
+        frame["commit"] = commit
+    return orjson.dumps(frame)
+
+
+def encode_heartbeat(commit: int | None = None) -> bytes:
+    if commit is None:
+        return HEARTBEAT
+    return orjson.dumps({"type": "heartbeat", "commit": commit})
 
 
 def encode_ack(contiguous_seq: int) -> bytes:
@@ -161,11 +183,11 @@ def encode_hello(hello: Hello | dict[str, Any]) -> bytes:
 def encode(message: Message) -> bytes:
     """One message of the stream (core.stream) as its frame."""
     if isinstance(message, Append):
-        return encode_append(message.entries)
+        return encode_append(message.entries, message.commit)
     if isinstance(message, Ack):
         return encode_ack(message.contiguous_seq)
     if isinstance(message, Heartbeat):
-        return HEARTBEAT
+        return encode_heartbeat(message.commit)
     if isinstance(message, Sync):
         return encode_sync(message.epoch, message.keep, message.epoch_start)
     return encode_hello(message)
@@ -183,9 +205,10 @@ def decode(raw: str | bytes, *expected_types: str) -> dict[str, Any]:
     if not isinstance(kind, str) or kind not in expected_types:
         raise WireError(f"expected type {' or '.join(expected_types)}, got {str(kind)[:40]!r}")
     fields = FIELDS[kind]
-    if doc.keys() != fields:
+    allowed = fields | OPTIONAL_FIELDS.get(kind, frozenset())
+    if not fields <= doc.keys() <= allowed:
         missing = sorted(fields - doc.keys())
-        unknown = sorted(str(k)[:40] for k in doc.keys() - fields)
+        unknown = sorted(str(k)[:40] for k in doc.keys() - allowed)
         raise WireError(f"{kind} frame: missing fields {missing}, unknown fields {unknown}")
     return doc
 
@@ -315,6 +338,11 @@ def decode_append(doc: dict[str, Any]) -> list[Entry]:
     return entries
 
 
+def decode_commit(doc: dict[str, Any]) -> int | None:
+    """The optional `commit` of an append or heartbeat: an integer in 0..MAX_INT, or absent."""
+    return decode_int(doc, "commit") if "commit" in doc else None
+
+
 def decode_message(raw: str | bytes, *expected_types: str) -> Message:
     """A frame of one of `expected_types`, checked whole, as its message (core.stream).
 
@@ -323,11 +351,11 @@ def decode_message(raw: str | bytes, *expected_types: str) -> Message:
     kind = doc["type"]
     try:
         if kind == "append":
-            return Append(decode_append(doc))
+            return Append(decode_append(doc), decode_commit(doc))
         if kind == "ack":
             return Ack(decode_seq(doc))
         if kind == "heartbeat":
-            return Heartbeat()
+            return Heartbeat(decode_commit(doc))
         if kind == "sync":
             return decode_sync(doc)
         return decode_hello(doc)

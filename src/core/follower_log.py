@@ -17,6 +17,11 @@ Durability: the caller writes applied entries to disk and reports with
 contiguous prefix that is on disk, so the master never counts it as a holder
 of an entry that a crash could take back.
 
+Commit point: the master tells its commit point (the highest seq a majority
+of the cluster holds) on its stream; `commit_seq` is that, as last told, but
+never beyond what this secondary shows (`visible_seq`): what
+`GET /?read=majority` answers from here.
+
 Bounds: a correct master never has an entry in flight more than MAX_AHEAD
 seqs beyond what the secondary acknowledged, nor more than
 MAX_INFLIGHT_BATCHES frames (core.limits). So `apply` refuses, before it
@@ -82,6 +87,8 @@ class FollowerLog:
         # Where each run of same-epoch entries starts: seqs and their epochs.
         self._epoch_first_seq: list[int] = []
         self._epoch_of_run: list[int] = []
+        # The master's commit point as it last told it (0: not told, or an old master).
+        self.told_commit = 0
 
     @property
     def contiguous_seq(self) -> int:
@@ -108,10 +115,27 @@ class FollowerLog:
         its disk too, recovery would give its seq to another message."""
         return self.durable_seq
 
-    def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[PublicMessage]:
-        """`GET /`'s messages: the visible prefix, never what waits behind a gap."""
+    @property
+    def commit_seq(self) -> int:
+        """What `read=majority` shows here: the master's commit point as last told,
+        within the visible prefix."""
+        return min(self.told_commit, self.visible_seq)
+
+    def note_commit(self, commit_seq: int) -> bool:
+        """The master says 1..commit_seq are held by a majority. Returns whether
+        `told_commit` moved (it only grows while one master streams)."""
+        if commit_seq <= self.told_commit:
+            return False
+        self.told_commit = commit_seq
+        return True
+
+    def public_page(
+        self, start_seq: int = 1, limit: int | None = None, end: int | None = None
+    ) -> list[PublicMessage]:
+        """`GET /`'s messages: the visible prefix (or 1..`end` if less), never what
+        waits behind a gap."""
         start = max(start_seq, 1) - 1
-        end = self.visible_seq
+        end = self.visible_seq if end is None else min(end, self.visible_seq)
         stop = end if limit is None else min(start + limit, end)
         return [{"seq": e.seq, "id": e.id, "message": e.message} for e in self._entries[start:stop]]
 
@@ -142,6 +166,9 @@ class FollowerLog:
         discarded = [e.seq for e in self._entries[keep:]]
         del self._entries[keep:]
         self.durable_seq = min(self.durable_seq, keep)
+        # Whatever was told of the seqs just cut is void (a new master's entries
+        # take them); a majority-held entry is never cut by a correct master.
+        self.told_commit = min(self.told_commit, keep)
         cut = bisect.bisect_right(self._epoch_first_seq, keep)
         del self._epoch_first_seq[cut:]
         del self._epoch_of_run[cut:]

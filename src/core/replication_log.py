@@ -15,7 +15,10 @@ network and reads the clock. Events in, decisions out:
   master power cut takes back;
 - `heard_from()` and `update_health()` track failure detection, and from it
   quorum and read-only mode;
-- `adopt()` installs the log a restarted master recovered (core.recovery).
+- `adopt()` installs the log a restarted master recovered (core.recovery);
+- `commit_seq` is the commit point: the highest seq a majority of the
+  cluster's nodes hold (the master's durable copy counting as one), what
+  `GET /?read=majority` shows and what no restart or failover takes back.
 
 A secondary holds entry `seq` exactly when its acknowledged contiguous prefix
 reaches `seq` (secondaries acknowledge the contiguous prefix they hold on
@@ -156,6 +159,9 @@ class ReplicationLog:
         # (id, incarnation) of members removed by an operator: never again.
         self.removed: set[tuple[str, str]] = set()
         self.commit_waiters: dict[Hashable, _Waiter] = {}
+        # The commit point, raised by `_update_commit` after every event that
+        # can move it; never lowered on a running master.
+        self._commit_seq = 0
 
     # -- the log ---------------------------------------------------------
 
@@ -181,9 +187,34 @@ class ReplicationLog:
         its writer has no answer before then either (`wait_for`)."""
         return self.durable_seq
 
-    def public_page(self, start_seq: int = 1, limit: int | None = None) -> list[PublicMessage]:
-        """`GET /`'s messages (the visible prefix), built straight from the columns."""
-        start, stop = self._slice(start_seq, limit, self.visible_seq)
+    @property
+    def commit_seq(self) -> int:
+        """The highest seq held (durably) by a majority of the cluster's nodes, the
+        master's own copy counting as one holder; it never goes back while the
+        master runs. A restarted master starts again from 0 and rises as its
+        streams open (each hello reports what that secondary holds)."""
+        return self._commit_seq
+
+    def _majority_held(self) -> int:
+        """The highest seq at least majority(N) nodes hold now."""
+        # Holders of seq s: the master if durable_seq >= s, each secondary if
+        # acked_seq >= s; the k-th highest of these prefixes is held by k nodes.
+        prefixes = sorted(
+            [self.durable_seq, *(s.acked_seq for s in self._secondaries.values())], reverse=True
+        )
+        needed = majority(self.cluster_size)
+        return prefixes[needed - 1] if needed <= len(prefixes) else 0
+
+    def _update_commit(self) -> None:
+        self._commit_seq = max(self._commit_seq, self._majority_held())
+
+    def public_page(
+        self, start_seq: int = 1, limit: int | None = None, end: int | None = None
+    ) -> list[PublicMessage]:
+        """`GET /`'s messages (the visible prefix, or 1..`end` if less), built straight
+        from the columns."""
+        visible = self.visible_seq if end is None else min(end, self.visible_seq)
+        start, stop = self._slice(start_seq, limit, visible)
         return [
             {"seq": seq, "id": client_id, "message": message}
             for seq, client_id, message in zip(
@@ -285,6 +316,10 @@ class ReplicationLog:
         for progress in self._secondaries.values():
             progress.acked_seq = progress.sent_seq = 0
             progress.inflight.clear()
+        # What it can prove now: its own copy, and the secondaries' prefixes as
+        # their streams open.
+        self._commit_seq = 0
+        self._update_commit()
 
     def matching_prefix(self, epoch_runs: list[list[int]], length: int) -> int:
         """How much of a secondary's log equals ours, from its epoch summary.
@@ -405,6 +440,8 @@ class ReplicationLog:
         self.removed.add((secondary_id, progress.incarnation))
         if self.expected_secondaries > len(self._secondaries):
             self.expected_secondaries -= 1
+        # N shrank: a majority may hold more now.
+        self._update_commit()
 
     def restore_member(self, secondary_id: str, url: str, incarnation: str) -> None:
         """A member from the master's persisted membership: known, not yet heard from."""
@@ -468,6 +505,7 @@ class ReplicationLog:
         progress.inflight.clear()
         progress.connected = True
         self.heard_from(secondary_id, now)
+        self._update_commit()
         return self._satisfied_waiters()
 
     def stream_closed(self, secondary_id: str) -> None:
@@ -534,7 +572,10 @@ class ReplicationLog:
                 json_value_bytes(self._ids[index]) + json_string_bytes(self._messages[index]) + 6
             )
         epoch_digits = len(str(self.epoch_at(stop)))
-        budget = self.max_batch_bytes - (APPEND_FRAME_BYTES - 1)
+        # The frame carries the commit point too (core.stream.Append).
+        budget = (
+            self.max_batch_bytes - (APPEND_FRAME_BYTES - 1) - commit_field_bytes(self.commit_seq)
+        )
         sizes = list(itertools.accumulate(body[start:stop]))
         seq_digits_before = _digits_through(start)
 
@@ -563,6 +604,7 @@ class ReplicationLog:
         progress.acked_seq = contiguous_seq
         while progress.inflight and progress.inflight[0] <= contiguous_seq:
             progress.inflight.popleft()
+        self._update_commit()
         return self._satisfied_waiters()
 
     def mark_durable(self, seq: int) -> list[Satisfied]:
@@ -571,6 +613,7 @@ class ReplicationLog:
         if seq <= self.durable_seq:
             return []
         self.durable_seq = seq
+        self._update_commit()
         return self._satisfied_waiters()
 
     # -- write concern ---------------------------------------------------
@@ -616,6 +659,11 @@ class ReplicationLog:
             waiter = self.commit_waiters.pop(token)
             satisfied.append(Satisfied(token, waiter.seq, waiter.w, self.ack_set(waiter.seq)))
         return satisfied
+
+
+def commit_field_bytes(commit_seq: int) -> int:
+    """The bytes `,"commit":N` adds to a frame."""
+    return len(',"commit":') + len(str(commit_seq))
 
 
 def _digits_through(n: int) -> int:

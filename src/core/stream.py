@@ -19,7 +19,7 @@ The protocol (frames as common.wire encodes them):
       | --------------------------------------->  |
       |                   Ack (durable prefix)    |
       | <---------------------------------------  |
-      | Append (entries) ... / Heartbeat          |  apply; Heartbeat -> Ack
+      | Append (entries) ... / Heartbeat (commit) |  apply; Heartbeat -> Ack
       | --------------------------------------->  |
       |              Ack (durable prefix) ...     |
       | <---------------------------------------  |
@@ -30,6 +30,12 @@ the dialled epoch, keeping no more than the secondary holds; nothing is
 acknowledged before `sync`; an ACK never covers more than the stream carried.
 A frame that breaks a rule closes the stream with its reason, and changes
 nothing; the master dials again and resumes from the next hello.
+
+Appends and heartbeats carry the master's commit point (`commit`, the highest
+seq a majority holds; absent from an older master, read as unknown). When it
+advances and no append is going out, the master sends a heartbeat for it, at
+most one per poll (the link polls once per wake-up, so ACKs arriving together
+make one frame, never one each).
 """
 
 from __future__ import annotations
@@ -74,14 +80,18 @@ class Sync:
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """Master -> secondary: consecutive entries."""
+    """Master -> secondary: consecutive entries, and the master's commit point
+    (None: not said, as by a master older than the field)."""
 
     entries: Sequence[Entry]
+    commit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Master -> secondary: answered with an ACK."""
+    """Master -> secondary: answered with an ACK; carries the commit point like Append."""
+
+    commit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +174,15 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class Committed:
+    """The commit point moved (master: it advanced; secondary: the master told a
+    higher one): the node wakes its `read=majority` readers (and, on the master,
+    every link, whose streams tell it on)."""
+
+    commit_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class Working:
     """The stream takes what it is sent (an ACK advanced, or nothing is in flight).
 
@@ -191,8 +210,8 @@ class ApplyEntries:
     entries: Sequence[Entry]
 
 
-MasterEffect = Send | Close | Opened | Resolve | Progress | Working
-SecondaryEffect = Send | Close | Heard | ApplySync | ApplyEntries
+MasterEffect = Send | Close | Opened | Resolve | Progress | Working | Committed
+SecondaryEffect = Send | Close | Heard | ApplySync | ApplyEntries | Committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +254,8 @@ class MasterStream:
         # Whether a hello was matched (the core counts the stream as open).
         self._opened = False
         self._heartbeat_due: float | None = None
+        # The commit point this stream last carried to the secondary.
+        self._told_commit = 0
 
     @property
     def epoch(self) -> int:
@@ -317,6 +338,7 @@ class MasterStream:
             ]
         epoch = self.epoch
         keep = self.log.matching_prefix(hello.epoch_runs, hello.contiguous_seq)
+        commit_before = self.log.commit_seq
         satisfied = self.log.stream_opened(self.secondary_id, keep, now, durable=hello.durable_seq)
         self._opened = True
         self.state = MasterState.STREAMING
@@ -325,6 +347,8 @@ class MasterStream:
         effects: list[MasterEffect] = []
         if satisfied:
             effects.append(Resolve(satisfied))
+        if self.log.commit_seq > commit_before:
+            effects.append(Committed(self.log.commit_seq))
         effects.append(Opened(hello.contiguous_seq, keep, self.log.last_seq, epoch))
         effects.append(Send(Sync(epoch, keep, self.log.epoch_start)))
         return effects
@@ -333,6 +357,7 @@ class MasterStream:
         if not self._member:
             return []  # removed: its link is stopping
         before = self.acked_seq
+        commit_before = self.log.commit_seq
         try:
             satisfied = self.log.record_ack(self.secondary_id, contiguous_seq, now)
         except AckBeyondSent as exc:
@@ -343,6 +368,8 @@ class MasterStream:
             effects.append(Progress(before + 1, after))
         if satisfied:
             effects.append(Resolve(satisfied))
+        if self.log.commit_seq > commit_before:
+            effects.append(Committed(self.log.commit_seq))
         if after > before or self.idle:
             effects.append(Working())
         return effects
@@ -353,7 +380,9 @@ class MasterStream:
             return []
         sends = []
         while (batch := self.log.next_batch(self.secondary_id)) is not None:
-            sends.append(Send(Append(batch.entries)))
+            # The commit point as of this batch (its size counted it: next_batch).
+            self._told_commit = self.log.commit_seq
+            sends.append(Send(Append(batch.entries, self._told_commit)))
         return sends
 
     def poll(self, now: float) -> list[MasterEffect]:
@@ -367,8 +396,12 @@ class MasterStream:
             # (a cut link sends no RST). Drop it; the link dials again.
             return [self._close(CloseKind.UNHEALTHY, "silent for too long")]
         effects: list[MasterEffect] = list(self.batches())
-        if self._heartbeat_due is not None and now >= self._heartbeat_due:
-            effects.append(Send(Heartbeat()))
+        due = self._heartbeat_due is not None and now >= self._heartbeat_due
+        # A commit point the secondary was not told yet, and no append to carry it.
+        untold = not effects and self.log.commit_seq > self._told_commit
+        if due or untold:
+            self._told_commit = self.log.commit_seq
+            effects.append(Send(Heartbeat(self._told_commit)))
             self._heartbeat_due = now + self.heartbeat_interval
         return effects
 
@@ -537,9 +570,14 @@ class SecondaryStream:
             return self._refuse(_unexpected(message, ("append", "heartbeat", "sync")), kind)
         if not self.synced:
             return self._refuse(f"{kind} before sync: a stream starts with sync", kind)
+        effects: list[SecondaryEffect] = [Heard()]
+        if message.commit is not None and self.follower.note_commit(message.commit):
+            effects.append(Committed(self.follower.commit_seq))
         if isinstance(message, Heartbeat):
-            return [Heard(), Send(Ack(self.follower.durable_seq))]
-        return [Heard(), ApplyEntries(message.entries)]
+            effects.append(Send(Ack(self.follower.durable_seq)))
+        else:
+            effects.append(ApplyEntries(message.entries))
+        return effects
 
     def _refuse(self, reason: str, frame: str | None) -> list[SecondaryEffect]:
         close = self.drop(reason, frame)

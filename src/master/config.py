@@ -16,10 +16,12 @@ from replog.common.config import (
     DATA_ROOT,
     HOST,
     LOG_FORMAT,
+    READ_SETTINGS,
     SECURITY_SETTINGS,
     TIMEOUT_SETTINGS,
     EnvArgumentParser,
     HttpTimeouts,
+    ReadConfig,
     Setting,
     StorageConfig,
     cluster_token,
@@ -29,6 +31,7 @@ from replog.common.config import (
     non_negative_int,
     port,
     positive_float,
+    read_config,
     storage_config,
     storage_settings,
     tls_config,
@@ -126,6 +129,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     SECONDARIES,
     MAX_BODY_BYTES,
     *TIMEOUT_SETTINGS,
+    *READ_SETTINGS,
     RETRY_INITIAL,
     RETRY_MAX,
     HEARTBEAT_INTERVAL,
@@ -160,6 +164,7 @@ class MasterConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     recover: bool = RECOVER.default
     timeouts: HttpTimeouts = field(default_factory=HttpTimeouts)
+    reads: ReadConfig = field(default_factory=ReadConfig)
 
     @property
     def max_frame_bytes(self) -> int:
@@ -204,6 +209,7 @@ def parse_config(argv: Sequence[str] | None = None) -> MasterConfig:
         cluster_token=cluster_token(parser, args),
         tls=tls_config(parser, args),
         timeouts=http_timeouts(args),
+        reads=read_config(args),
     )
 
 

@@ -5,25 +5,25 @@ from __future__ import annotations
 import asyncio
 
 from replog.common import wire
+from replog.common.reads import LogReadHandler
 from replog.common.urls import is_node_url
-from replog.common.web import JsonHandler, decode_json_body, parse_paging, render_messages
+from replog.common.web import JsonHandler, decode_json_body
 from replog.core import InvalidRequest, LogReport, parse_write
 from replog.master.node import MasterNode
 
 
-class LogHandler(JsonHandler):
-    """`GET /` lists the log; `POST /` appends under a write concern.
+class LogHandler(LogReadHandler):
+    """`GET /` reads the log (common.reads: read concern, long poll); `POST /`
+    appends under a write concern.
 
     Bodies over --max-body-bytes never get here: common.http_server answers 413.
     """
 
-    def initialize(self, node: MasterNode) -> None:
-        self.node = node
-        self._waiter: asyncio.Future | None = None
+    node: MasterNode
 
-    def get(self) -> None:
-        start, limit = parse_paging(self)
-        self.send_json(render_messages(self.node.log.public_page(start, limit)))
+    def initialize(self, node: MasterNode) -> None:  # type: ignore[override]
+        super().initialize(node)
+        self._waiter: asyncio.Future | None = None
 
     async def post(self) -> None:
         doc = decode_json_body(self.request.body)
@@ -39,6 +39,7 @@ class LogHandler(JsonHandler):
         self._waiter = waiter
 
     def on_connection_close(self) -> None:
+        super().on_connection_close()  # a waiting read
         # The client went away: stop waiting for it (the entry stays and replicates).
         if self._waiter is not None:
             self._waiter.cancel()

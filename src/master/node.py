@@ -26,7 +26,9 @@ from typing import Protocol
 import structlog
 
 from replog.common import sources
+from replog.common.config import ReadConfig
 from replog.common.loop import cancel_and_wait
+from replog.common.reads import MAJORITY, Readers
 from replog.common.security import PeerClient
 from replog.common.sources import Clock, Tokens, WallClockMs
 from replog.core import (
@@ -52,7 +54,7 @@ from replog.core import (
     other_cluster,
     start_mode,
 )
-from replog.core.entry import Entry
+from replog.core.entry import Entry, PublicMessage
 from replog.core.limits import MAX_ADOPTED_EPOCH
 from replog.core.stream import MasterStream
 from replog.master.config import MasterConfig
@@ -147,6 +149,8 @@ class MasterNode:
             health=HealthPolicy(config.suspect_after, config.unhealthy_after),
         )
         self.links: dict[str, Link] = {}
+        # Readers waiting for entries (GET /?wait=, GET /stream).
+        self.readers = Readers(self.readable_seq)
         # The requests it dials to secondaries: the cluster token, and TLS verification.
         self.peers = PeerClient(config.cluster_token, config.tls)
         self._fetch = fetcher or self._fetch_over_http
@@ -252,6 +256,7 @@ class MasterNode:
         with gc_paused():
             self.log.adopt(entries, epoch)
             self.store.replay.records = []
+        self.readers.notify()
         self.opened.set()
         log.info(
             "opened",
@@ -260,6 +265,27 @@ class MasterNode:
             cluster=self.cluster_id,
             cluster_size=self.log.cluster_size,
         )
+
+    # -- reads -----------------------------------------------------------
+
+    @property
+    def read_config(self) -> ReadConfig:
+        return self.config.reads
+
+    def readable_seq(self, read: str) -> int:
+        """What a reader sees: the durable prefix (`local`), or the commit point
+        (`majority`: what no restart or failover can take back)."""
+        return self.log.commit_seq if read == MAJORITY else self.log.visible_seq
+
+    def read_page(self, start: int, limit: int | None, read: str) -> list[PublicMessage]:
+        return self.log.public_page(start, limit, self.readable_seq(read))
+
+    def committed(self) -> None:
+        """The commit point advanced: wake majority readers, and let every link
+        tell its secondary (a heartbeat when no append goes out)."""
+        self.readers.notify()
+        for link in self.links.values():
+            link.wake()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -359,6 +385,8 @@ class MasterNode:
         before = self.log.durable_seq
         self.resolve(self.log.mark_durable(seq))
         if self.log.durable_seq > before:
+            # Local readers see it now (and majority ones, if it moved the commit point).
+            self.readers.notify()
             for link in self.links.values():
                 link.wake()
 
@@ -467,7 +495,10 @@ class MasterNode:
         if not self.log.is_member(secondary_id):
             raise UnknownSecondary(secondary_id)
         # The core first: from here on nothing about it counts, and it cannot register again.
+        commit_before = self.log.commit_seq
         self.log.remove(secondary_id)
+        if self.log.commit_seq > commit_before:
+            self.committed()  # N shrank: a majority may hold more
         if self.store.kind == "disk":
             self._save_membership()
         log.warning(
@@ -616,6 +647,7 @@ class MasterNode:
             "cluster_size": self.log.cluster_size,
             "nodes_up": self.log.nodes_up,
             "last_seq": last_seq,
+            "commit_seq": self.log.commit_seq,
             "secondaries": secondaries,
             "auth": self.config.cluster_token is not None,
             "tls": self.config.tls.enabled,

@@ -41,6 +41,7 @@ from replog.core.stream import (
     Append,
     Close,
     CloseKind,
+    Committed,
     MasterEffect,
     MasterStream,
     Opened,
@@ -81,6 +82,10 @@ class LinkHost(Protocol):
 
     def resolve(self, satisfied: list[Satisfied]) -> None:
         """Answer the writers whose write concern is now met."""
+        ...
+
+    def committed(self) -> None:
+        """The commit point advanced: wake `read=majority` readers, tell every stream."""
         ...
 
 
@@ -351,6 +356,8 @@ class SecondaryLink:
                 self._write(conn, [effect])
             elif isinstance(effect, Resolve):
                 self.host.resolve(effect.satisfied)
+            elif isinstance(effect, Committed):
+                self.host.committed()
             elif isinstance(effect, Progress):
                 log.info(
                     "ack",

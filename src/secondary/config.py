@@ -18,12 +18,14 @@ from replog.common.config import (
     DATA_DIR_BY_ID,
     HOST,
     LOG_FORMAT,
+    READ_SETTINGS,
     TIMEOUT_SETTINGS,
     TLS_CA,
     TLS_CERT,
     TLS_KEY,
     EnvArgumentParser,
     HttpTimeouts,
+    ReadConfig,
     Setting,
     StorageConfig,
     cluster_token,
@@ -33,6 +35,7 @@ from replog.common.config import (
     non_negative_int,
     port,
     positive_float,
+    read_config,
     storage_config,
     storage_settings,
     tls_config,
@@ -127,6 +130,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     RETRY_MAX,
     MASTER_TIMEOUT,
     *TIMEOUT_SETTINGS,
+    *READ_SETTINGS,
     MAX_ENTRY_BYTES,
     *storage_settings(DATA_DIR_BY_ID),
     CLUSTER_TOKEN,
@@ -157,6 +161,7 @@ class SecondaryConfig:
     cluster_token: str | None = field(default=None, repr=False)
     tls: TlsConfig = field(default_factory=TlsConfig)
     timeouts: HttpTimeouts = field(default_factory=HttpTimeouts)
+    reads: ReadConfig = field(default_factory=ReadConfig)
 
     @property
     def max_frame_bytes(self) -> int:
@@ -219,6 +224,7 @@ def parse_config(argv: Sequence[str] | None = None) -> SecondaryConfig:
         cluster_token=cluster_token(parser, args),
         tls=tls_config(parser, args),
         timeouts=http_timeouts(args),
+        reads=read_config(args),
     )
 
 

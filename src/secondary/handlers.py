@@ -11,8 +11,9 @@ import structlog
 import tornado.websocket
 
 from replog.common import wire
+from replog.common.reads import LogReadHandler
 from replog.common.security import unauthorized_reason
-from replog.common.web import JSON_TYPE, JsonHandler, parse_paging, render_messages
+from replog.common.web import JSON_TYPE, JsonHandler, parse_paging
 from replog.common.ws import FrameLimit
 from replog.core.errors import NotMaster
 from replog.core.stream import RefusalKind
@@ -22,15 +23,11 @@ from replog.secondary.replication import ReplicationSession
 log = structlog.get_logger("replog.secondary")
 
 
-class LogHandler(JsonHandler):
-    """`GET /`: the contiguous prefix this secondary holds. Clients write to the master."""
+class LogHandler(LogReadHandler):
+    """`GET /`: the durable contiguous prefix this secondary holds (common.reads: read
+    concern, long poll). Clients write to the master."""
 
-    def initialize(self, node: SecondaryNode) -> None:
-        self.node = node
-
-    def get(self) -> None:
-        start, limit = parse_paging(self)
-        self.send_json(render_messages(self.node.follower.public_page(start, limit)))
+    node: SecondaryNode
 
     def post(self) -> None:
         raise NotMaster(self.node.config.master_url)

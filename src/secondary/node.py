@@ -16,8 +16,11 @@ from typing import Protocol
 import structlog
 
 from replog.common import sources
+from replog.common.config import ReadConfig
+from replog.common.reads import MAJORITY, Readers
 from replog.common.sources import Clock, Tokens
 from replog.core import ApplyResult, Entry, FollowerLog
+from replog.core.entry import PublicMessage
 from replog.core.limits import MAX_INFLIGHT_BATCHES
 from replog.secondary.config import SecondaryConfig
 from replog.storage.node_store import NodeStore, StoreError, open_store
@@ -57,6 +60,8 @@ class SecondaryNode:
         self.follower = FollowerLog(
             max_buffered_bytes=MAX_INFLIGHT_BATCHES * config.max_frame_bytes
         )
+        # Readers waiting for entries (GET /?wait=, GET /stream).
+        self.readers = Readers(self.readable_seq)
         self.stream: Stream | None = None
         # Set whenever a stream starts or ends: the registrar watches it.
         self.stream_changed = asyncio.Event()
@@ -142,6 +147,24 @@ class SecondaryNode:
     def master_silent_for(self) -> float:
         return self.clock() - self.last_heard_from_master
 
+    # -- reads -------------------------------------------------------------
+
+    @property
+    def read_config(self) -> ReadConfig:
+        return self.config.reads
+
+    def readable_seq(self, read: str) -> int:
+        """What a reader sees: the durable contiguous prefix (`local`), or within it
+        the master's commit point as last told (`majority`)."""
+        return self.follower.commit_seq if read == MAJORITY else self.follower.visible_seq
+
+    def read_page(self, start: int, limit: int | None, read: str) -> list[PublicMessage]:
+        return self.follower.public_page(start, limit, self.readable_seq(read))
+
+    def committed(self) -> None:
+        """The master told a higher commit point: majority readers may see more."""
+        self.readers.notify()
+
     # -- the log -----------------------------------------------------------
 
     def sync(self, epoch: int, keep: int, epoch_start: int) -> int:
@@ -225,6 +248,7 @@ class SecondaryNode:
         if self.follower.sync_epoch != self.store.state.get("sync_epoch", 0):
             self._save_state()
         self.durable_changed.set()
+        self.readers.notify()
         self._send_ack()
 
     async def settle(self, seconds: float) -> None:
@@ -267,6 +291,7 @@ class SecondaryNode:
             "id": self.config.secondary_id,
             "contiguous_seq": follower.contiguous_seq,
             "durable_seq": follower.durable_seq,
+            "commit_seq": follower.commit_seq,
             "buffered": len(follower.out_of_order),
             "master": self.config.master_url,
             "stream": self.stream is not None,

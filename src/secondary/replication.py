@@ -26,6 +26,7 @@ from replog.core.stream import (
     ApplySync,
     Close,
     CloseKind,
+    Committed,
     Heard,
     Message,
     Refusal,
@@ -140,6 +141,8 @@ class ReplicationSession:
                 self._receive(effect.entries)
             elif isinstance(effect, Send):
                 self._send(effect.message)
+            elif isinstance(effect, Committed):
+                self.node.committed()
             elif isinstance(effect, Close):
                 self._close(effect)
 

@@ -94,6 +94,7 @@ def test_each_role_documents_its_own_operations():
     assert operations(document("master")) == {
         "/": {"get", "post"},
         "/health": {"get"},
+        "/stream": {"get"},
         "/register": {"post"},
         "/secondaries/{id}": {"delete"},
         OPENAPI_PATH: {"get"},
@@ -101,6 +102,7 @@ def test_each_role_documents_its_own_operations():
     assert operations(document("secondary")) == {
         "/": {"get", "post"},
         "/health": {"get"},
+        "/stream": {"get"},
         "/replication/log": {"get"},
         "/replication": {"get"},
         OPENAPI_PATH: {"get"},
@@ -146,6 +148,9 @@ def test_internal_operations_need_the_token_and_every_error_is_json(role):
             for status, answer in op["responses"].items():
                 if status == "101":
                     continue  # the WebSocket upgrade has no body
+                if path == "/stream" and status == "200":
+                    assert list(answer["content"]) == ["text/event-stream"]
+                    continue  # the event stream
                 schema = answer["content"]["application/json"]["schema"]
                 if int(status) >= 400:
                     resolved = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]

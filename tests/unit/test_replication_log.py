@@ -637,13 +637,14 @@ def test_a_batch_frame_is_at_most_max_batch_bytes_on_the_wire(message):
         log.append(message, f"id-{i}" if i % 2 else i)
     sizes = []
     while (batch := log.next_batch("s1")) is not None:
-        frame = wire.encode_append(batch.items)
+        # As the stream sends it: with the commit point the batch was sized with.
+        frame = wire.encode_append(batch.items, log.commit_seq)
         assert len(frame) <= budget
         sizes.append(len(frame))
         if batch.seq_to < log.last_seq:
             # The next entry would not have fitted: the budget is used, not guessed.
             following = log.entry(batch.seq_to + 1).to_wire()
-            assert len(wire.encode_append([*batch.items, following])) > budget
+            assert len(wire.encode_append([*batch.items, following], log.commit_seq)) > budget
         log.record_ack("s1", batch.seq_to, now=0.0)
     assert len(sizes) > 1 and sum(s > budget // 2 for s in sizes) >= len(sizes) - 1
 

@@ -232,7 +232,7 @@ def test_a_stream_replicates_a_batch_until_the_masters_waiter_is_satisfied():
 def test_the_master_heartbeats_at_once_then_every_interval_and_each_is_acknowledged():
     pair = Pair(master_log(), FollowerLog())
     pair.handshake(now=0.0)
-    assert sent(pair.poll(now=0.0)) == [Heartbeat()]
+    assert sent(pair.poll(now=0.0)) == [Heartbeat(commit=0)]
     assert pair.master.next_poll_at == pytest.approx(HEARTBEAT_INTERVAL)
     assert sent(pair.poll(now=HEARTBEAT_INTERVAL / 2)) == []  # not due yet
 
@@ -241,7 +241,7 @@ def test_the_master_heartbeats_at_once_then_every_interval_and_each_is_acknowled
     pair.master_gets(pair.to_master.pop(), now=0.5)
     assert pair.log.progress("s1").last_heard == 0.5  # an ACK is hearing from it
 
-    assert sent(pair.poll(now=HEARTBEAT_INTERVAL)) == [Heartbeat()]
+    assert sent(pair.poll(now=HEARTBEAT_INTERVAL)) == [Heartbeat(commit=0)]
 
 
 # -- lost and reordered frames ---------------------------------------------------------

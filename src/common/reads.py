@@ -1,0 +1,271 @@
+"""Reading the log on any node: `GET /` with a read concern and a long poll, and
+`GET /stream` (Server-Sent Events). Written once, used by the master's and the
+secondary's handlers.
+
+A node that serves reads is a `ReadableNode`: it says how far a reader can
+see under each read concern (`readable_seq`), gives pages of it
+(`read_page`), and keeps `Readers`, the waiting readers, which it tells
+(`notify`) whenever what it shows may have grown: its durable prefix, or its
+commit point. A waiting reader is an asyncio Future in a core `ReadWaiters`,
+keyed by the seq it needs: no polling, no CPU while it waits, and a client
+that goes away frees its waiter at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from typing import Protocol
+
+import orjson
+import structlog
+import tornado.web
+from tornado.http1connection import HTTP1Connection
+
+from replog.common.config import ReadConfig
+from replog.common.web import DIGITS, JsonHandler, parse_paging, render_messages
+from replog.core.entry import PublicMessage
+from replog.core.errors import InvalidRequest
+from replog.core.read_waiters import ReadWaiters
+
+log = structlog.get_logger("replog.reads")
+
+# Read concerns (MongoDB's readConcern "local" and "majority").
+LOCAL = "local"
+MAJORITY = "majority"
+READ_CONCERNS = (LOCAL, MAJORITY)
+# An idle stream gets a comment line this often, so proxies keep it open.
+KEEPALIVE_SECONDS = 15.0
+# A stream sends at most this many entries per write while catching up.
+STREAM_PAGE_ENTRIES = 1000
+# `wait`: a plain decimal number of seconds (no sign, exponent, nan or inf).
+_SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{0,9})?|\.[0-9]{1,9}")
+
+
+class Readers:
+    """The readers waiting on one node, one `ReadWaiters` per read concern."""
+
+    def __init__(self, readable_seq: Callable[[str], int]) -> None:
+        self._readable_seq = readable_seq
+        self._waiters = {read: ReadWaiters(readable_seq(read)) for read in READ_CONCERNS}
+
+    def __len__(self) -> int:
+        return sum(len(waiters) for waiters in self._waiters.values())
+
+    def notify(self) -> None:
+        """What the node shows may have grown: wake the readers it now satisfies."""
+        for read, waiters in self._waiters.items():
+            if not waiters:
+                waiters.readable_seq = self._readable_seq(read)
+                continue
+            for future in waiters.advance(self._readable_seq(read)):
+                assert isinstance(future, asyncio.Future)
+                if not future.done():
+                    future.set_result(None)
+
+    def wait(self, read: str, seq: int) -> asyncio.Future[None] | None:
+        """A Future resolved once entry `seq` is readable under `read`; None if it is
+        now. Cancelling it (the wait ran out, the client left) frees its place."""
+        waiters = self._waiters[read]
+        waiters.readable_seq = self._readable_seq(read)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not waiters.register(future, seq):
+            return None
+        future.add_done_callback(waiters.cancel)
+        return future
+
+
+class ReadableNode(Protocol):
+    """What the read handlers need from a node (master or secondary)."""
+
+    readers: Readers
+
+    @property
+    def read_config(self) -> ReadConfig: ...
+
+    def readable_seq(self, read: str) -> int:
+        """The highest seq a reader sees under `read` (its prefix 1..that)."""
+        ...
+
+    def read_page(self, start: int, limit: int | None, read: str) -> list[PublicMessage]:
+        """The entries from `start`, at most `limit`, a reader sees under `read`."""
+        ...
+
+
+def _query(handler: tornado.web.RequestHandler, name: str) -> str | None:
+    try:
+        return handler.get_query_argument(name, None)
+    except tornado.web.HTTPError:
+        raise InvalidRequest(
+            f'query parameter "{name}" is not valid UTF-8 once percent-decoded'
+        ) from None
+
+
+def parse_read(handler: tornado.web.RequestHandler) -> str:
+    """`?read=local|majority` (default local)."""
+    raw = _query(handler, "read")
+    if raw is None:
+        return LOCAL
+    if raw not in READ_CONCERNS:
+        raise InvalidRequest(f'read must be "local" or "majority", not {raw[:40]!r}')
+    return raw
+
+
+def parse_wait(handler: tornado.web.RequestHandler, max_wait: float) -> float:
+    """`?wait=<seconds>` (default 0: no wait), clamped to `max_wait`."""
+    raw = _query(handler, "wait")
+    if raw is None:
+        return 0.0
+    if not _SECONDS.fullmatch(raw):
+        raise InvalidRequest(
+            f'query parameter "wait" must be a non-negative number of seconds, got {raw[:40]!r}'
+        )
+    return min(float(raw), max_wait)
+
+
+def parse_stream_start(handler: tornado.web.RequestHandler, node: ReadableNode, read: str) -> int:
+    """The first seq a stream sends: after `Last-Event-ID`, else `?from=`, else the
+    next new entry."""
+    last_id = handler.request.headers.get("Last-Event-ID")
+    if last_id is not None:
+        last_id = last_id.strip()
+        if not DIGITS.fullmatch(last_id):
+            raise InvalidRequest(
+                f"Last-Event-ID must be a non-negative integer (a seq), got {last_id[:40]!r}"
+            )
+        return int(last_id) + 1
+    start, _ = parse_paging(handler)
+    if _query(handler, "from") is None:
+        return node.readable_seq(read) + 1
+    return start
+
+
+class LogReadHandler(JsonHandler):
+    """`GET /?from=&limit=&read=&wait=` on any node (the master's handler adds POST)."""
+
+    node: ReadableNode
+
+    def initialize(self, node: ReadableNode) -> None:
+        self.node = node
+        self._read_waiter: asyncio.Future[None] | None = None
+
+    async def get(self) -> None:
+        start, limit = parse_paging(self)
+        read = parse_read(self)
+        wait = parse_wait(self, self.node.read_config.max_wait)
+        if wait > 0 and self.node.readable_seq(read) < start:
+            waiter = self.node.readers.wait(read, start)
+            if waiter is not None:
+                self._read_waiter = waiter
+                try:
+                    await asyncio.wait_for(waiter, wait)
+                except TimeoutError:
+                    self.send_json(render_messages([]))
+                    return
+                except asyncio.CancelledError:
+                    return  # the client went away; its waiter is gone
+                finally:
+                    self._read_waiter = None
+        self.send_json(render_messages(self.node.read_page(start, limit, read)))
+
+    def on_connection_close(self) -> None:
+        if self._read_waiter is not None:
+            self._read_waiter.cancel()
+
+
+def event_bytes(message: PublicMessage) -> bytes:
+    """One Server-Sent Event: `id: <seq>` and one `data:` line (JSON escapes newlines)."""
+    return b"id: %d\ndata: %s\n\n" % (int(message["seq"] or 0), orjson.dumps(message))
+
+
+class StreamHandler(JsonHandler):
+    """`GET /stream?from=&read=` (or `Last-Event-ID`): every entry from there on, live,
+    as Server-Sent Events, in seq order, no gaps, no duplicates.
+
+    Written without waiting for the socket; a reader with more than
+    --stream-buffer-bytes written and not yet taken by its socket is
+    disconnected (`stream_reader_slow`) instead of buffered without bound.
+    """
+
+    node: ReadableNode
+
+    def initialize(self, node: ReadableNode) -> None:
+        self.node = node
+        self._waiter: asyncio.Future[None] | None = None
+        self._gone = False
+        # Bytes handed to the connection whose flush has not completed.
+        self._unflushed = 0
+
+    async def get(self) -> None:
+        read = parse_read(self)
+        start = parse_stream_start(self, self.node, read)
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        self._send(b"")  # the status and headers, at once
+        next_seq, sent, reason = start, 0, "client_closed"
+        log.info("stream_reader_opened", peer=self.request.remote_ip, **{"from": start}, read=read)
+        try:
+            while not self._gone:
+                if self.node.readable_seq(read) >= next_seq:
+                    page = self.node.read_page(next_seq, STREAM_PAGE_ENTRIES, read)
+                    self._send(b"".join(map(event_bytes, page)))
+                    next_seq += len(page)
+                    sent += len(page)
+                    if self._unflushed > self.node.read_config.stream_buffer_bytes:
+                        reason = "slow"
+                        log.warning(
+                            "stream_reader_slow",
+                            peer=self.request.remote_ip,
+                            seq=next_seq - 1,
+                            buffered_bytes=self._unflushed,
+                        )
+                        connection = self.request.connection
+                        if isinstance(connection, HTTP1Connection):
+                            connection.close()
+                        return
+                    # Let the connection write what it holds before the next page.
+                    await asyncio.sleep(0)
+                    continue
+                self._waiter = self.node.readers.wait(read, next_seq)
+                if self._waiter is None:
+                    continue
+                try:
+                    await asyncio.wait_for(self._waiter, KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    self._send(b": keepalive\n\n")
+                except asyncio.CancelledError:
+                    return  # the client went away
+                finally:
+                    self._waiter = None
+        finally:
+            log.info(
+                "stream_reader_closed",
+                peer=self.request.remote_ip,
+                **{"from": start},
+                read=read,
+                sent=sent,
+                reason=reason,
+            )
+
+    def _send(self, chunk: bytes) -> None:
+        if self._gone:
+            return
+        if chunk:
+            self.write(chunk)
+        size = len(chunk)
+        self._unflushed += size
+        flushed = self.flush()
+
+        def done(future: asyncio.Future[None], size: int = size) -> None:
+            self._unflushed -= size
+            if not future.cancelled() and future.exception() is not None:
+                self._gone = True  # the connection failed; on_connection_close follows
+
+        flushed.add_done_callback(done)
+
+    def on_connection_close(self) -> None:
+        self._gone = True
+        if self._waiter is not None:
+            self._waiter.cancel()
