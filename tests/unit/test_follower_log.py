@@ -238,3 +238,31 @@ def test_readers_see_only_the_durable_prefix():
     log.mark_durable(3)
     assert [m["seq"] for m in log.public_page(2, 1)] == [2]
     assert [m["seq"] for m in log.public_page()] == [1, 2, 3]
+
+def test_the_commit_point_is_what_the_master_told_within_the_visible_prefix():
+    log = FollowerLog()
+    log.apply([e(1), e(2), e(3)])
+    assert log.commit_seq == 0
+    assert log.note_commit(5) and log.told_commit == 5
+    assert log.commit_seq == 0  # nothing on disk yet
+    log.mark_durable(2)
+    assert log.commit_seq == 2
+    log.mark_durable(3)
+    assert log.commit_seq == 3
+    assert not log.note_commit(4)  # told less than before: nothing moves
+    assert log.told_commit == 5
+    assert [m["seq"] for m in log.public_page(1, None, end=log.commit_seq)] == [1, 2, 3]
+    assert [m["seq"] for m in log.public_page(2, 1, end=3)] == [2]
+
+
+def test_a_sync_that_cuts_the_log_cuts_what_was_told_of_it():
+    log = FollowerLog()
+    log.sync(1, 0, 0)
+    log.apply([e(1), e(2), e(3)], master_epoch=1)
+    log.mark_durable(3)
+    log.note_commit(3)
+    log.sync(2, 1, 1)  # a new master keeps 1 only
+    assert log.told_commit == 1 and log.commit_seq == 1
+    log.apply([e(2, "other", epoch=2)], master_epoch=2)
+    log.mark_durable(2)
+    assert log.commit_seq == 1  # the new entry 2 is not the one told committed

@@ -672,3 +672,74 @@ def test_a_copy_of_a_members_data_directory_cannot_take_its_id_while_it_streams(
     log.stream_closed("s1")
     assert log.register("s1", "http://b:1", 0, now=0.6, incarnation="inc", instance="p3")
     assert log.progress("s1").instance == "p3"
+
+
+# -- the commit point ---------------------------------------------------------------
+
+
+def test_the_commit_point_is_what_a_majority_holds_the_masters_durable_copy_counting():
+    log = make_log(cls=ReplicationLog)  # N = 3: a majority is 2
+    for i in range(5):
+        log.append(f"m{i}", None)
+    assert log.commit_seq == 0
+    log.mark_durable(2)
+    assert log.commit_seq == 0  # the master alone holds 1..2
+    send(log, "s1", "s2")
+    log.record_ack("s1", 2, now=0.0)
+    assert log.commit_seq == 2  # the master and s1
+    log.mark_durable(5)
+    send(log, "s1", "s2")
+    assert log.commit_seq == 2  # 3..5 on the master's disk only
+    log.record_ack("s2", 4, now=0.0)
+    assert log.commit_seq == 4
+    log.record_ack("s1", 5, now=0.0)
+    assert log.commit_seq == 5
+
+
+def test_the_commit_point_follows_n_and_never_goes_back():
+    log = make_log(secondaries=("s1", "s2", "s3", "s4"), expected=4)  # N = 5, majority 3
+    for i in range(3):
+        log.append(f"m{i}", None)
+    send(log, "s1", "s2", "s3", "s4")
+    log.record_ack("s1", 3, now=0.0)
+    assert log.commit_seq == 0
+    log.record_ack("s2", 1, now=0.0)
+    assert log.commit_seq == 1
+    log.remove("s4")  # N = 4: a majority is still 3
+    assert log.commit_seq == 1
+    log.remove("s3")  # N = 3: the master and s1 are a majority for 1..3
+    assert log.commit_seq == 3
+    # A secondary that comes back with nothing (a new disk) takes nothing back.
+    log.register("s1", "http://s1", 0, now=0.0, incarnation="new-disk")
+    assert log.progress("s1").acked_seq == 0 and log.commit_seq == 3
+    log.register("s5", "http://s5", 0, now=0.0)  # N grows: still never lower
+    assert log.commit_seq == 3
+
+
+def test_a_master_alone_commits_what_it_holds():
+    log = ReplicationLog()
+    log.append("a", None)
+    assert log.commit_seq == 0
+    log.mark_durable(1)
+    assert log.commit_seq == 1
+
+
+def test_a_restarted_master_proves_its_commit_point_again_from_the_hellos():
+    log = ReplicationLog(epoch=None, expected_secondaries=2)
+    log.register("s1", "http://s1", 3, now=0.0)
+    log.register("s2", "http://s2", 1, now=0.0)
+    log.adopt([[1, 1, None, "a"], [2, 1, None, "b"], [3, 1, None, "c"]], epoch=2)
+    assert log.commit_seq == 0  # its own copy is one holder of three
+    log.stream_opened("s2", 1, now=0.0, durable=1)
+    assert log.commit_seq == 1
+    log.stream_opened("s1", 3, now=0.0, durable=3)
+    assert log.commit_seq == 3
+
+
+def test_public_page_stops_at_the_end_it_is_given():
+    log = make_log()
+    for i in range(4):
+        log.append(f"m{i}", None)
+    assert [m["seq"] for m in log.public_page(1, None, end=2)] == [1, 2]
+    assert [m["seq"] for m in log.public_page(2, 5, end=10)] == [2, 3, 4]
+    assert log.public_page(3, None, end=2) == []

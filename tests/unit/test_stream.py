@@ -19,6 +19,7 @@ from replog.core.stream import (
     ApplySync,
     Close,
     CloseKind,
+    Committed,
     Ended,
     Heard,
     Heartbeat,
@@ -59,6 +60,7 @@ class Pair:
     log: ReplicationLog
     follower: FollowerLog
     incarnation: str = "inc-1"
+    name: str = "s1"
     master: MasterStream = field(init=False)
     secondary: SecondaryStream = field(init=False)
     to_secondary: list[bytes] = field(default_factory=list)
@@ -67,8 +69,8 @@ class Pair:
     master_effects: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.master = MasterStream(self.log, "s1", HEARTBEAT_INTERVAL)
-        self.secondary = SecondaryStream("s1", self.follower)
+        self.master = MasterStream(self.log, self.name, HEARTBEAT_INTERVAL)
+        self.secondary = SecondaryStream(self.name, self.follower)
 
     # -- the secondary's shell ----------------------------------------------------
 
@@ -76,7 +78,7 @@ class Pair:
         """The master dials; the secondary accepts (or refuses) and says hello."""
         args = {
             "epoch": str(self.master.epoch if epoch is None else epoch),
-            "secondary": "s1",
+            "secondary": self.name,
             "cluster": "c1",
             "max_frame": None,
             "own_cluster": "c1",
@@ -509,11 +511,98 @@ def test_the_secondary_hands_appends_over_only_after_sync():
         Hello("s1", "inc", 5, 4, 3, 3, [[1, 1], [3, 4]]),
         Sync(epoch=3, keep=2, epoch_start=1),
         Append([Entry(1, 1, None, "a"), Entry(2, 2, "k", "b"), Entry(3, 2, 7, "c")]),
+        Append([Entry(4, 2, None, "d")], commit=3),
         Heartbeat(),
+        Heartbeat(commit=0),
+        Heartbeat(commit=wire.MAX_INT),
         Ack(5),
     ],
-    ids=["hello", "sync", "append", "heartbeat", "ack"],
+    ids=[
+        "hello",
+        "sync",
+        "append",
+        "append-commit",
+        "heartbeat",
+        "heartbeat-commit-0",
+        "heartbeat-commit-max",
+        "ack",
+    ],
 )
 def test_every_message_survives_the_codec(message):
     kind = type(message).__name__.lower()
     assert wire.decode_message(wire.encode(message), kind) == message
+
+
+# -- the commit point ---------------------------------------------------------------------
+
+
+def commit_pairs():
+    """The master of master_log with two secondaries streaming to it: s1 and s3 (N = 3,
+    a majority is 2; s2 is taken out so that s1 and s3 decide)."""
+    log = master_log()
+    log.remove("s2")
+    log.register("s3", "http://s3", 0, now=0.0, incarnation="inc-s3")
+    one = Pair(log, FollowerLog())
+    three = Pair(log, FollowerLog(), incarnation="inc-s3", name="s3")
+    for pair in (one, three):
+        pair.handshake(now=0.0)
+        pair.poll(now=0.0)
+        pair.deliver(now=0.0)
+    log.update_health(0.0)
+    return log, one, three
+
+
+def test_appends_carry_the_commit_point_and_an_ack_that_moves_it_says_so():
+    log, one, _ = commit_pairs()
+    append(log, "a", "b")
+    (batch,) = [m for m in sent(one.poll(now=0.1)) if isinstance(m, Append)]
+    assert batch.commit == 0  # the master alone holds them
+    one.deliver(now=0.1)
+    # s1's ACK made the master and s1 a majority for 1..2.
+    assert Committed(2) in one.master_effects and log.commit_seq == 2
+    assert one.follower.commit_seq == 0  # not told yet: its batch said 0
+
+
+def test_a_commit_point_that_advanced_goes_out_in_one_heartbeat_when_nothing_else_does():
+    log, one, three = commit_pairs()
+    append(log, "a", "b")
+    one.poll(now=0.1)
+    one.deliver(now=0.1)  # s1 holds 1..2: committed
+    assert log.commit_seq == 2
+    # s3 is behind: its next poll sends the batch, carrying the commit point.
+    (batch,) = sent(three.poll(now=0.1))
+    assert isinstance(batch, Append) and batch.commit == 2
+    # s1 has everything: one heartbeat tells it, long before a heartbeat is due.
+    assert sent(one.poll(now=0.1)) == [Heartbeat(commit=2)]
+    assert sent(one.poll(now=0.11)) == []  # told once, not once per poll
+    effects = one.secondary_gets(one.to_secondary.pop())
+    assert Committed(2) in effects and Send(Ack(2)) in effects
+    assert one.follower.told_commit == 2 and one.follower.commit_seq == 2
+    # A heartbeat due later carries it again; told nothing new, the secondary says nothing.
+    assert sent(one.poll(now=1.0)) == [Heartbeat(commit=2)]
+    assert Committed(2) not in one.secondary_gets(one.to_secondary.pop())
+
+
+def test_a_secondary_shows_majority_reads_only_within_what_it_holds():
+    follower = FollowerLog()
+    pair = Pair(master_log("a", "b", "c"), follower)
+    pair.handshake(now=0.0)
+    # The master says 3 is committed before the secondary holds anything on disk.
+    effects = pair.secondary_gets(wire.encode(Heartbeat(commit=3)))
+    assert Committed(0) in effects and follower.told_commit == 3
+    assert follower.commit_seq == 0
+    pair.poll(now=0.0)
+    pair.deliver(now=0.0)
+    assert follower.visible_seq == 3 and follower.commit_seq == 3
+
+
+def test_frames_from_a_master_without_commit_points_are_taken():
+    """An older master sends neither field: nothing is told, nothing breaks."""
+    follower = FollowerLog()
+    pair = Pair(master_log(), follower)
+    pair.handshake(now=0.0)
+    effects = pair.secondary_gets(b'{"type":"heartbeat"}')
+    assert effects == [Heard(), Send(Ack(0))]
+    frame = b'{"type":"append","entries":[[1,1,null,"a"]]}'
+    assert effects_of(pair.secondary_gets(frame), ApplyEntries)
+    assert follower.told_commit == 0 and follower.commit_seq == 0

@@ -7,6 +7,7 @@ from replog.common import wire
 from replog.core import APPEND_FRAME_BYTES, Entry
 from replog.core.entry import json_string_bytes, wire_bytes
 from replog.core.limits import MAX_BATCH_ENTRIES, MAX_EPOCH_RUNS
+from replog.core.replication_log import commit_field_bytes
 
 
 def test_well_formed_entries_decode():
@@ -115,6 +116,8 @@ def test_an_entry_from_the_largest_body_fits_the_frame_limit(message):
         (b'{"type": "bogus"}', ("append",)),
         (b'{"type": "append"}', ("append",)),
         (b'{"type": "heartbeat", "extra": 1}', ("heartbeat",)),
+        (b'{"type": "ack", "contiguous_seq": 1, "commit": 1}', ("ack",)),
+        (b'{"type": "sync", "epoch": 1, "keep": 0, "epoch_start": 0, "commit": 1}', ("sync",)),
         (b'{"type": "sync", "epoch": 1, "keep": 0}', ("sync",)),
         (b'{"entries": []}', ("append",)),
     ],
@@ -131,6 +134,24 @@ def test_well_formed_frames_decode():
     assert wire.decode_seq(wire.decode(wire.encode_ack(5), "ack")) == 5
     frame = wire.encode_append([[1, 1, None, "a"], [2, 1, "k", "b"], [3, 2, 5, "c"]])
     assert [e.seq for e in wire.decode_append(wire.decode(frame, "append"))] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("value", ["1", 1.0, True, -1, wire.MAX_INT + 1, None, [1]])
+def test_a_commit_point_must_be_an_integer_in_bounds_or_absent(value):
+    for frame in (
+        {"type": "heartbeat", "commit": value},
+        {"type": "append", "entries": [[1, 1, None, "a"]], "commit": value},
+    ):
+        with pytest.raises(wire.WireError, match="commit"):
+            wire.decode_message(orjson.dumps(frame), "append", "heartbeat")
+
+
+def test_a_commit_point_is_optional_and_encoded_only_when_known():
+    assert wire.encode_heartbeat() == wire.HEARTBEAT == b'{"type":"heartbeat"}'
+    assert wire.encode_heartbeat(7) == b'{"type":"heartbeat","commit":7}'
+    frame = wire.encode_append([[1, 1, None, "a"]], commit=0)
+    assert frame == b'{"type":"append","entries":[[1,1,null,"a"]],"commit":0}'
+    assert len(wire.encode_append([], 123)) == APPEND_FRAME_BYTES + commit_field_bytes(123)
 
 
 @pytest.mark.parametrize("value", ["1", 1.0, True, -1, wire.MAX_INT + 1, None, [1]])
