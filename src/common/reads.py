@@ -37,8 +37,12 @@ MAJORITY = "majority"
 READ_CONCERNS = (LOCAL, MAJORITY)
 # An idle stream gets a comment line this often, so proxies keep it open.
 KEEPALIVE_SECONDS = 15.0
-# A stream sends at most this many entries per write while catching up.
+# A stream writes at most this many entries at once, and no more than a quarter of
+# --stream-buffer-bytes (but always one entry).
 STREAM_PAGE_ENTRIES = 1000
+# A stream whose unflushed bytes pass half of --stream-buffer-bytes waits up to this
+# long for its socket to take them before writing more.
+DRAIN_GRACE_SECONDS = 1.0
 # `wait`: a plain decimal number of seconds (no sign, exponent, nan or inf).
 _SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{0,9})?|\.[0-9]{1,9}")
 
@@ -126,19 +130,18 @@ def parse_wait(handler: tornado.web.RequestHandler, max_wait: float) -> float:
 
 def parse_stream_start(handler: tornado.web.RequestHandler, node: ReadableNode, read: str) -> int:
     """The first seq a stream sends: after `Last-Event-ID`, else `?from=`, else the
-    next new entry."""
+    next new entry. Both are checked, whichever wins."""
+    raw = _query(handler, "from")
+    if raw is not None and (not DIGITS.fullmatch(raw) or int(raw) < 1):
+        raise InvalidRequest(f'query parameter "from" must be a positive integer, got {raw!r}')
     last_id = handler.request.headers.get("Last-Event-ID")
     if last_id is not None:
-        last_id = last_id.strip()
         if not DIGITS.fullmatch(last_id):
             raise InvalidRequest(
                 f"Last-Event-ID must be a non-negative integer (a seq), got {last_id[:40]!r}"
             )
         return int(last_id) + 1
-    start, _ = parse_paging(handler)
-    if _query(handler, "from") is None:
-        return node.readable_seq(read) + 1
-    return start
+    return node.readable_seq(read) + 1 if raw is None else int(raw)
 
 
 class LogReadHandler(JsonHandler):
@@ -183,9 +186,12 @@ class StreamHandler(JsonHandler):
     """`GET /stream?from=&read=` (or `Last-Event-ID`): every entry from there on, live,
     as Server-Sent Events, in seq order, no gaps, no duplicates.
 
-    Written without waiting for the socket; a reader with more than
-    --stream-buffer-bytes written and not yet taken by its socket is
-    disconnected (`stream_reader_slow`) instead of buffered without bound.
+    Written without waiting for the socket while less than half of
+    --stream-buffer-bytes waits to be taken by it; past that, the stream gives
+    the socket DRAIN_GRACE_SECONDS before writing more. A reader with more
+    than --stream-buffer-bytes written and not yet taken when there is more
+    to write is disconnected (`stream_reader_slow`) instead of buffered
+    without bound: memory per reader stays within the limit and one page.
     """
 
     node: ReadableNode
@@ -196,6 +202,7 @@ class StreamHandler(JsonHandler):
         self._gone = False
         # Bytes handed to the connection whose flush has not completed.
         self._unflushed = 0
+        self._last_flush: asyncio.Future[None] | None = None
 
     async def get(self) -> None:
         read = parse_read(self)
@@ -207,13 +214,15 @@ class StreamHandler(JsonHandler):
         next_seq, sent, reason = start, 0, "client_closed"
         log.info("stream_reader_opened", peer=self.request.remote_ip, **{"from": start}, read=read)
         try:
+            limit = self.node.read_config.stream_buffer_bytes
             while not self._gone:
                 if self.node.readable_seq(read) >= next_seq:
-                    page = self.node.read_page(next_seq, STREAM_PAGE_ENTRIES, read)
-                    self._send(b"".join(map(event_bytes, page)))
-                    next_seq += len(page)
-                    sent += len(page)
-                    if self._unflushed > self.node.read_config.stream_buffer_bytes:
+                    if self._unflushed > limit // 2 and self._last_flush is not None:
+                        # Give the socket a moment (a reader catching up reads fast).
+                        await asyncio.wait({self._last_flush}, timeout=DRAIN_GRACE_SECONDS)
+                        if self._gone:
+                            break
+                    if self._unflushed > limit:
                         reason = "slow"
                         log.warning(
                             "stream_reader_slow",
@@ -225,8 +234,10 @@ class StreamHandler(JsonHandler):
                         if isinstance(connection, HTTP1Connection):
                             connection.close()
                         return
-                    # Let the connection write what it holds before the next page.
-                    await asyncio.sleep(0)
+                    events = self._page(next_seq, read, max(limit // 4, 1))
+                    self._send(b"".join(events))
+                    next_seq += len(events)
+                    sent += len(events)
                     continue
                 self._waiter = self.node.readers.wait(read, next_seq)
                 if self._waiter is None:
@@ -249,6 +260,18 @@ class StreamHandler(JsonHandler):
                 reason=reason,
             )
 
+    def _page(self, start: int, read: str, budget: int) -> list[bytes]:
+        """The events from `start` on, as many as fit `budget` bytes (at least one)."""
+        events: list[bytes] = []
+        size = 0
+        for message in self.node.read_page(start, STREAM_PAGE_ENTRIES, read):
+            if events and size >= budget:
+                break
+            event = event_bytes(message)
+            events.append(event)
+            size += len(event)
+        return events
+
     def _send(self, chunk: bytes) -> None:
         if self._gone:
             return
@@ -257,6 +280,7 @@ class StreamHandler(JsonHandler):
         size = len(chunk)
         self._unflushed += size
         flushed = self.flush()
+        self._last_flush = flushed
 
         def done(future: asyncio.Future[None], size: int = size) -> None:
             self._unflushed -= size

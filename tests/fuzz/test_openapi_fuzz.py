@@ -77,6 +77,13 @@ WRITE = "POST /"
 # Operations whose every input breaks the document only in ways no request can
 # carry (an empty path segment is another path): no negative case exists.
 NOTHING_TO_NEGATE = {"master DELETE /secondaries/{id}"}
+# A valid request to these never ends (an event stream): only requests that break
+# the document are sent, each refused before any event (tests/integration/test_reads.py
+# reads real streams). A stream that answered one would time out in STREAM_TIMEOUT.
+NEVER_ENDS = {"master GET /stream", "secondary GET /stream"}
+STREAM_TIMEOUT = 5
+# Long polls (`GET /?wait=`) end this soon on the fuzzed nodes (--max-wait).
+MAX_WAIT = "0.05"
 
 
 @dataclass
@@ -153,7 +160,10 @@ class Fuzzer:
 
     def send_one(self, node: Node, label: str, case: schemathesis.Case, token: str | None) -> None:
         headers = self.token_header(token)
-        response = case.call(base_url=node.url, session=self.session, headers=headers, timeout=30)
+        timeout = STREAM_TIMEOUT if label in NEVER_ENDS else 30
+        response = case.call(
+            base_url=node.url, session=self.session, headers=headers, timeout=timeout
+        )
         self.requests_sent[label] += 1
         status = response.status_code
         self.statuses[status] += 1
@@ -247,8 +257,8 @@ def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzer]:
     cluster = Cluster(tmp_path_factory.mktemp("fuzz"), secondaries=1)
     cluster.token = TOKEN  # every node gets it as $REPLOG_CLUSTER_TOKEN
     try:
-        master = cluster.start_master()
-        secondary = cluster.add_secondary(SECONDARY)
+        master = cluster.start_master("--max-wait", MAX_WAIT)
+        secondary = cluster.add_secondary(SECONDARY, extra=["--max-wait", MAX_WAIT])
         fuzzer = Fuzzer(cluster, master, secondary)
         assert master.health()["auth"] and secondary.health()["auth"]
         fuzzer.dead_url = f"http://{cluster.host}:{free_port(cluster.host)}"
@@ -278,7 +288,10 @@ def test_fuzz_both_nodes_from_their_documents(
         operations.sort(key=lambda op: op.label == "POST /register")
         for op in operations:
             labels.append(f"{role} {op.label}")
-            for mode in MODES if has_inputs(op) else MODES[:1]:
+            modes = MODES if has_inputs(op) else MODES[:1]
+            if labels[-1] in NEVER_ENDS:
+                modes = (GenerationMode.NEGATIVE,)
+            for mode in modes:
                 before = fuzzer.cases[labels[-1]]
                 if mode == GenerationMode.NEGATIVE and labels[-1] in NOTHING_TO_NEGATE:
                     with pytest.raises(Unsatisfiable):

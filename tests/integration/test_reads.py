@@ -310,3 +310,23 @@ def test_a_node_stops_at_once_with_readers_waiting_and_streaming(slow_cluster):
             stream.close()
             with pytest.raises((ConnectionError, httpclient.HTTPException)):
                 poll.result(timeout=10)
+
+
+def test_a_bad_from_is_refused_even_beside_a_good_last_event_id(slow_cluster):
+    resp = http.get(
+        slow_cluster.master.url + "/stream?from=x", headers={"Last-Event-ID": "1"}, timeout=5
+    )
+    assert resp.status == 400 and '"from"' in resp.body["error"]
+
+
+def test_a_reader_catching_up_on_much_more_than_the_buffer_is_not_cut_off(cluster_factory):
+    cluster = cluster_factory(secondaries=0)
+    master = cluster.start_master("--stream-buffer-bytes", "65536")
+    body = {"messages": [f"{i:04d}" + "y" * 20_000 for i in range(40)], "w": 1}
+    for _ in range(8):  # 320 entries, 6.4 MB: about a hundred times the buffer
+        assert http.post(master.url + "/", body).status == 201
+    stream = EventStream(master.url + "/stream?from=1")
+    events = stream.take(320)
+    stream.close()
+    assert seqs(events) == list(range(1, 321))
+    assert not any(e["event"] == "stream_reader_slow" for e in master.events())
