@@ -466,7 +466,23 @@ def _stream(role: Role) -> dict[str, Any]:
         {
             "200": {
                 "description": "the event stream (it does not end)",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {
+                    "text/event-stream": {
+                        "schema": _object(
+                            ["id", "data"],
+                            {
+                                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                                "data": {
+                                    "type": "string",
+                                    "contentMediaType": JSON,
+                                    "description": "the entry, as a Message",
+                                },
+                                "event": {"type": "string"},
+                            },
+                            description="one event per entry (comments are keepalives)",
+                        )
+                    }
+                },
             },
             "400": _answer(
                 "`from` is not a positive integer, `read` is not valid, or "
