@@ -239,6 +239,7 @@ def test_readers_see_only_the_durable_prefix():
     assert [m["seq"] for m in log.public_page(2, 1)] == [2]
     assert [m["seq"] for m in log.public_page()] == [1, 2, 3]
 
+
 def test_the_commit_point_is_what_the_master_told_within_the_visible_prefix():
     log = FollowerLog()
     log.apply([e(1), e(2), e(3)])
