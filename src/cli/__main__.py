@@ -1,206 +1,58 @@
-"""`replog`: command-line tools. `replog up` runs a local three-node cluster."""
+"""`replog`: command-line tools. `replog up` runs a local three-node cluster; `post`, `get`,
+`tail` and `status` are its clients (a node's HTTP API without hand-written curl).
+
+Exit status: 0 on success, 1 when the node answers an error or cannot be reached (the
+server's `error`, or the connection error, on stderr), 2 for a bad command line."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import shutil
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-from replog.common.config import DATA_ROOT, EnvArgumentParser, non_negative_float, port
-from replog.common.logs import LOG_FORMATS
+from replog.cli import client
+from replog.cli.commands import get, post, status, tail, up
+from replog.cli.options import URL_ENV
+from replog.common.config import EnvArgumentParser
 
-STOP_GRACE_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    name: str
-    argv: list[str]
-
-
-def cluster_specs(host: str, base_port: int, slow_delay: float, log_format: str) -> list[NodeSpec]:
-    """Master on base_port, a fast secondary on +1, a slow one on +2."""
-    master_url = f"http://{host}:{base_port}"
-    python = sys.executable
-    common = ["--host", host, "--log-format", log_format]
-    return [
-        NodeSpec(
-            "master",
-            [
-                python,
-                "-m",
-                "replog.master",
-                *common,
-                "--port",
-                str(base_port),
-                "--secondaries",
-                "2",
-            ],
-        ),
-        NodeSpec(
-            "secondary",
-            [
-                python,
-                "-m",
-                "replog.secondary",
-                *common,
-                "--port",
-                str(base_port + 1),
-                "--master",
-                master_url,
-                "--id",
-                "secondary",
-                "--delay",
-                "0",
-            ],
-        ),
-        NodeSpec(
-            "secondary_slow",
-            [
-                python,
-                "-m",
-                "replog.secondary",
-                *common,
-                "--port",
-                str(base_port + 2),
-                "--master",
-                master_url,
-                "--id",
-                "secondary_slow",
-                "--delay",
-                str(slow_delay),
-            ],
-        ),
-    ]
+# Ctrl-C in a command that was not done yet (post, get): the shell's convention.
+INTERRUPTED = 130
 
 
 def build_parser() -> EnvArgumentParser:
-    parser = EnvArgumentParser(prog="replog", description="replog command-line tools.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser(
-        "up",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="run a local cluster in the foreground (Ctrl-C stops it)",
-        description="Start a master and two secondaries (one fast, one slow) as local "
-        f"processes, without Docker. Each keeps its log in ./{DATA_ROOT}/<node> (so a "
-        "restart keeps the messages; --fresh starts empty). Their logs go to stdout; "
-        "Ctrl-C stops all three. Each run gives the nodes a new random cluster token "
-        f"(through their environment) and writes it to ./{DATA_ROOT}/cluster-token.",
+    parser = EnvArgumentParser(
+        prog="replog",
+        description="replog command-line tools: run a local cluster (up), and talk to one "
+        "(post, get, tail, status). Each subcommand has its own --help.",
     )
-    up.add_argument("--host", default="127.0.0.2", help="address all three nodes listen on")
-    up.add_argument(
-        "--port", default=5000, type=port, help="master port; the secondaries use the next two"
-    )
-    up.add_argument(
-        "--slow-delay",
-        default=10.0,
-        type=non_negative_float,
-        help="artificial delay of the slow secondary, in seconds",
-    )
-    up.add_argument(
-        "--log-format", default="json", choices=LOG_FORMATS, help="log format of the nodes"
-    )
-    up.add_argument(
-        "--fresh",
-        action="store_true",
-        help=f"delete the nodes' data under ./{DATA_ROOT}/ first and start an empty cluster "
-        f"(without it, the nodes keep their logs in ./{DATA_ROOT}/<node> across runs)",
-    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in (up, post, get, tail, status):
+        command.register(commands)
     return parser
 
 
-def wipe_data(specs: list[NodeSpec]) -> None:
-    """`--fresh`: remove each node's default data directory (./replog-data/<name>)."""
-    for spec in specs:
-        path = Path(DATA_ROOT) / spec.name
-        if path.exists():
-            shutil.rmtree(path)
-            print(f"replog up: removed {path}", file=sys.stderr, flush=True)
-
-
-# This run's cluster token, for whoever needs it (adding a node, removing a member).
-TOKEN_FILE = Path(DATA_ROOT) / "cluster-token"
-
-
-def cluster_env(token: str) -> dict[str, str]:
-    """The children's environment: the token in it (never in argv, which `ps` shows)."""
-    env = {k: v for k, v in os.environ.items() if k != "REPLOG_CLUSTER_TOKEN_FILE"}
-    env["REPLOG_CLUSTER_TOKEN"] = token
-    return env
-
-
-def save_token(token: str) -> None:
-    """Write the token to ./replog-data/cluster-token, readable by this user only."""
-    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
-    TOKEN_FILE.unlink(missing_ok=True)
-    fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-
-
-def run_cluster(specs: list[NodeSpec]) -> int:
-    """Run the nodes until Ctrl-C / SIGTERM or until one of them exits.
-
-    A new random cluster token each run, given to every node through its environment.
-    """
-    stop_requested = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    token = secrets.token_urlsafe(32)
-    save_token(token)
-    env = cluster_env(token)
-    procs = {spec.name: subprocess.Popen(spec.argv, env=env) for spec in specs}
-    print(
-        f"replog up: started {', '.join(procs)}; Ctrl-C stops them. Cluster token (internal "
-        f"endpoints only, clients need none) in {TOKEN_FILE}",
-        file=sys.stderr,
-        flush=True,
-    )
-    exit_code = 0
-    while not stop_requested:
-        exited = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
-        if exited:
-            print(f"replog up: {exited} exited; stopping the cluster", file=sys.stderr, flush=True)
-            exit_code = 1
-            break
-        time.sleep(0.2)
-    stop_all(list(procs.values()))
-    return exit_code
-
-
-def stop_all(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    if args.command == "up":
-        specs = cluster_specs(args.host, args.port, args.slow_delay, args.log_format)
-        if args.fresh:
-            wipe_data(specs)
-        sys.exit(run_cluster(specs))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"replog {args.command}"
+    try:
+        code = args.run(args)
+    except argparse.ArgumentTypeError as exc:  # a bad $REPLOG_MASTER_URL
+        parser.exit(2, f"{prog}: error: ${URL_ENV}: {exc}\n")
+    except client.UsageError as exc:
+        parser.exit(2, f"{prog}: error: {exc}\n")
+    except client.ClientError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    except KeyboardInterrupt:
+        code = INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`replog get | head`): not an error; keep Python from
+        # complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The `replog` subcommands: each module has `register(subparsers)` and `run(args) -> int`."""
