@@ -34,13 +34,9 @@ def write_concern(raw: str) -> int | str:
     """-w: an integer from 1, or `majority` (the server checks the upper bound)."""
     if raw == "majority":
         return raw
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1 or not raw.strip().isdigit():
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise argparse.ArgumentTypeError(f"must be an integer from 1 or 'majority', not {raw!r}")
-    return value
+    return int(raw)
 
 
 def positive_int(raw: str) -> int:

@@ -4,6 +4,7 @@ the table renderers (what a terminal shows), the status table from /health answe
 from __future__ import annotations
 
 import argparse
+import io
 
 import pytest
 
@@ -145,3 +146,21 @@ def test_status_rows_from_the_master_and_secondaries_health():
     text = status.render(collected).split("\n")
     assert text[0].split() == list(status.HEADERS)
     assert text[1].split()[:6] == ["master", "master", "http://h:5000", "ok", "9", "8"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_post_progress_is_redrawn_on_a_terminal_only():
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = post.Progress(stream)
+        progress.add(100)
+        progress.add(50)
+        progress.done()
+    assert pipe.getvalue() == ""
+    shown = terminal.getvalue()
+    assert shown.startswith("\rsent 100 messages (") and "\rsent 150 messages (" in shown
+    assert shown.endswith("/s)\n") and shown.count("\n") == 1
