@@ -25,7 +25,7 @@ from replog.common.backoff import Backoff
 # The node sends a keepalive comment every 15 s when idle: silence for longer than this
 # means the connection is dead even if no error says so.
 READ_TIMEOUT = 45.0
-# Reconnect delays: 0.1 s, doubling, at most 5 s (each drawn in [ceiling/2, ceiling]).
+# Reconnect delays: drawn in [ceiling/2, ceiling], the ceiling 0.2 s doubling up to 5 s.
 BACKOFF_INITIAL = 0.2
 BACKOFF_MAX = 5.0
 
@@ -36,7 +36,7 @@ def register(commands: Any) -> None:
         help="print messages from N; -f follows the log live",
         description="Print a node's messages from --from (default 1) and exit; with -f, "
         "keep following the node's stream (GET /stream), printing each entry as it arrives. "
-        "After a dropped connection it reconnects (0.1 s to 5 s apart) and resumes after the "
+        "After a dropped connection it reconnects (0.1 s to 5 s later) and resumes after the "
         "last seq printed (Last-Event-ID): no gap, no duplicate. Ctrl-C ends it (exit 0). "
         "Output as `replog get`'s.",
     )
