@@ -290,3 +290,43 @@ def test_read_only_master_503_and_status_of_a_dead_secondary(tmp_path):
     finally:
         cluster.stop()
     assert_no_tracebacks(cluster)
+
+
+def test_tail_follows_a_real_secondary_across_its_restart_with_no_gap_and_no_duplicate(
+    tmp_path,
+):
+    """`replog tail -f` on a secondary's /stream: the secondary is killed and restarted
+    while entries keep coming; every entry is printed once, in order."""
+    cluster = Cluster(tmp_path, secondaries=1)
+    cluster.start_master()
+    cluster.add_secondary("s1")
+    try:
+        for i in range(1, 4):
+            assert cluster.write(f"m{i}", w=2).status == 201
+        s1 = cluster.secondaries["s1"]
+        env = environment({}, drop_prefix="REPLOG_")
+        out = (tmp_path / "tail.out").open("w")
+        tail = subprocess.Popen(
+            [str(BIN / "replog"), "tail", s1.url, "-f", "--json"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        printed = lambda: json_lines((tmp_path / "tail.out").read_text())  # noqa: E731
+        wait_until(lambda: len(printed()) == 3, 20, what="the first three entries")
+        s1.kill()
+        for i in range(4, 7):
+            assert cluster.write(f"m{i}", w=1).status == 201
+        s1.start()
+        cluster.wait_connected("s1")
+        assert cluster.write("m7", w=2).status == 201
+        wait_until(lambda: len(printed()) >= 7, 30, what="the entries after the restart")
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(10) == 0, tail.stderr.read() if tail.stderr else ""
+        out.close()
+        got = printed()
+        assert [m["seq"] for m in got] == list(range(1, 8))
+        assert [m["message"] for m in got] == [f"m{i}" for i in range(1, 8)]
+    finally:
+        cluster.stop()
