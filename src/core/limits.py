@@ -32,3 +32,8 @@ MAX_INT = 10**15
 # opens above at its next start): half the range, so that a forged report
 # leaves room for as many restarts as anyone will ever make.
 MAX_ADOPTED_EPOCH = MAX_INT // 2
+
+# How long a commit point that no append carries waits before a heartbeat tells
+# a secondary (core.stream.MasterStream.poll): its `read=majority` readers lag by
+# at most this much more, and sequential writes share one frame.
+COMMIT_NOTICE_SECONDS = 0.01

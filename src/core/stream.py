@@ -33,9 +33,9 @@ nothing; the master dials again and resumes from the next hello.
 
 Appends and heartbeats carry the master's commit point (`commit`, the highest
 seq a majority holds; absent from an older master, read as unknown). When it
-advances and no append is going out, the master sends a heartbeat for it, at
-most one per poll (the link polls once per wake-up, so ACKs arriving together
-make one frame, never one each).
+advances and no append is going out, the master sends a heartbeat for it
+COMMIT_NOTICE_SECONDS later unless an append carries it first (so sequential
+writes share one such frame instead of costing a heartbeat and an ACK each).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from enum import Enum
 from replog.core.entry import Entry
 from replog.core.follower_log import FollowerLog
 from replog.core.health import Health
-from replog.core.limits import MAX_EPOCH_RUNS, MAX_INT
+from replog.core.limits import COMMIT_NOTICE_SECONDS, MAX_EPOCH_RUNS, MAX_INT
 from replog.core.recovery import other_cluster
 from replog.core.replication_log import AckBeyondSent, ReplicationLog, Satisfied
 
@@ -256,6 +256,8 @@ class MasterStream:
         self._heartbeat_due: float | None = None
         # The commit point this stream last carried to the secondary.
         self._told_commit = 0
+        # When a commit point no append carried goes out in a heartbeat.
+        self._commit_notice_at: float | None = None
 
     @property
     def epoch(self) -> int:
@@ -293,7 +295,10 @@ class MasterStream:
     @property
     def next_poll_at(self) -> float | None:
         """When `poll` has something to do even if nothing happens (a heartbeat)."""
-        return self._heartbeat_due if self.state is MasterState.STREAMING else None
+        if self.state is not MasterState.STREAMING:
+            return None
+        times = [t for t in (self._heartbeat_due, self._commit_notice_at) if t is not None]
+        return min(times, default=None)
 
     def violation(self, reason: str, frame: str | None = None) -> list[MasterEffect]:
         """The codec refused a frame (common.wire): the stream closes."""
@@ -397,10 +402,17 @@ class MasterStream:
             return [self._close(CloseKind.UNHEALTHY, "silent for too long")]
         effects: list[MasterEffect] = list(self.batches())
         due = self._heartbeat_due is not None and now >= self._heartbeat_due
-        # A commit point the secondary was not told yet, and no append to carry it.
-        untold = not effects and self.log.commit_seq > self._told_commit
-        if due or untold:
+        if effects or self.log.commit_seq <= self._told_commit:
+            self._commit_notice_at = None  # an append carried it, or nothing new
+        elif self._commit_notice_at is None:
+            # A commit point no append carries: wait a little for one (or for more
+            # ACKs), so that sequential writes do not cost a heartbeat and its ACK
+            # each.
+            self._commit_notice_at = now + COMMIT_NOTICE_SECONDS
+        notice = self._commit_notice_at is not None and now >= self._commit_notice_at
+        if due or notice:
             self._told_commit = self.log.commit_seq
+            self._commit_notice_at = None
             effects.append(Send(Heartbeat(self._told_commit)))
             self._heartbeat_due = now + self.heartbeat_interval
         return effects

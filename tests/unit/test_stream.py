@@ -12,6 +12,7 @@ import pytest
 
 from replog.common import wire
 from replog.core import Entry, FollowerLog, HealthPolicy, ReplicationLog, Satisfied
+from replog.core.limits import COMMIT_NOTICE_SECONDS
 from replog.core.stream import (
     Ack,
     Append,
@@ -572,15 +573,33 @@ def test_a_commit_point_that_advanced_goes_out_in_one_heartbeat_when_nothing_els
     # s3 is behind: its next poll sends the batch, carrying the commit point.
     (batch,) = sent(three.poll(now=0.1))
     assert isinstance(batch, Append) and batch.commit == 2
-    # s1 has everything: one heartbeat tells it, long before a heartbeat is due.
-    assert sent(one.poll(now=0.1)) == [Heartbeat(commit=2)]
-    assert sent(one.poll(now=0.11)) == []  # told once, not once per poll
+    # s1 has everything: no append will carry it, so after COMMIT_NOTICE_SECONDS (so
+    # that sequential writes share the frame) one heartbeat tells it, long before a
+    # heartbeat is due.
+    assert sent(one.poll(now=0.1)) == []
+    assert one.master.next_poll_at == 0.1 + COMMIT_NOTICE_SECONDS
+    assert sent(one.poll(now=0.1 + COMMIT_NOTICE_SECONDS)) == [Heartbeat(commit=2)]
+    assert sent(one.poll(now=0.12)) == []  # told once, not once per poll
     effects = one.secondary_gets(one.to_secondary.pop())
     assert Committed(2) in effects and Send(Ack(2)) in effects
     assert one.follower.told_commit == 2 and one.follower.commit_seq == 2
     # A heartbeat due later carries it again; told nothing new, the secondary says nothing.
     assert sent(one.poll(now=1.0)) == [Heartbeat(commit=2)]
     assert Committed(2) not in one.secondary_gets(one.to_secondary.pop())
+
+
+def test_an_append_within_the_notice_delay_carries_the_commit_point_instead():
+    log, one, _three = commit_pairs()
+    append(log, "a", "b")
+    one.poll(now=0.1)
+    one.deliver(now=0.1)
+    assert log.commit_seq == 2 and sent(one.poll(now=0.1)) == []  # waiting for an append
+    append(log, "c")
+    (batch,) = sent(one.poll(now=0.105))
+    assert isinstance(batch, Append) and batch.commit == 2
+    # Told by the append: no heartbeat for it once the delay has passed.
+    assert one.master.next_poll_at != 0.1 + COMMIT_NOTICE_SECONDS
+    assert sent(one.poll(now=0.1 + COMMIT_NOTICE_SECONDS)) == []
 
 
 def test_a_secondary_shows_majority_reads_only_within_what_it_holds():
