@@ -210,7 +210,7 @@ def test_a_message_with_newlines_is_one_data_line(slow_cluster):
     ]
 
 
-def test_read_majority_hides_a_w1_entry_until_a_majority_holds_it(cluster_factory):
+def test_read_majority_hides_an_entry_fewer_than_a_majority_hold_on_both_roles(cluster_factory):
     # N = 4 (majority 3): the master, fast, paused, and one that never comes.
     cluster = cluster_factory(secondaries=3)
     master = cluster.start_master(*PATIENT)
@@ -330,3 +330,29 @@ def test_a_reader_catching_up_on_much_more_than_the_buffer_is_not_cut_off(cluste
     stream.close()
     assert seqs(events) == list(range(1, 321))
     assert not any(e["event"] == "stream_reader_slow" for e in master.events())
+
+
+def test_read_majority_hides_a_w1_write_while_both_secondaries_are_paused(cluster_factory):
+    """Three nodes: a w=1 write the master alone holds is local, not majority, until a
+    secondary holds it too."""
+    cluster = cluster_factory(secondaries=2)
+    master = cluster.start_master(*PATIENT)
+    one = cluster.add_secondary("one")
+    two = cluster.add_secondary("two")
+    assert cluster.write("a", w=3).status == 201
+    wait_until(lambda: master.health()["commit_seq"] == 1, what="the commit point at 1")
+    for node in (one, two):
+        node.signal(signal.SIGSTOP)
+    try:
+        assert cluster.write("b", w=1).status == 201
+        assert [m["message"] for m in master.messages()] == ["a", "b"]
+        assert [m["message"] for m in messages(master.url + "/?read=majority")] == ["a"]
+        health = master.health()
+        assert (health["last_seq"], health["commit_seq"]) == (2, 1)
+        one.signal(signal.SIGCONT)
+        wait_until(lambda: master.health()["commit_seq"] == 2, what="the commit point at 2")
+        shown = messages(master.url + "/?read=majority")
+        assert [m["message"] for m in shown] == ["a", "b"]
+    finally:
+        for node in (one, two):
+            node.signal(signal.SIGCONT)
