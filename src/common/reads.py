@@ -43,8 +43,9 @@ STREAM_PAGE_ENTRIES = 1000
 # A stream whose unflushed bytes pass half of --stream-buffer-bytes waits up to this
 # long for its socket to take them before writing more.
 DRAIN_GRACE_SECONDS = 1.0
-# `wait`: a plain decimal number of seconds (no sign, exponent, nan or inf).
-_SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{0,9})?|\.[0-9]{1,9}")
+# `wait`: a plain decimal number of seconds (no sign, exponent, nan or inf), of any
+# size (above --max-wait it is clamped); at most 64 characters.
+_SECONDS = re.compile(r"(?=.{1,64}$)([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 
 
 class Readers:
