@@ -25,6 +25,16 @@ machine's speed hits both alike. Then, on durable clusters:
   and started on its data directory, timed until it serves the last message
   (bench.restart), including the worst case of one log record per entry.
 
+Readers, on durable clusters (and in-memory for the idle readers):
+
+- stream delay: sequential writes (w=1, then w=2) to the master, each timed
+  from its answer to its event's arrival on a secondary's `GET /stream`
+  (bench.stream_delay), p50 and p99;
+- writes/s at w=2 with 16 clients, with 1,000 idle long polls held on the
+  master (bench.idle_readers) and without, runs alternating.
+
+`--parts` picks what to measure (e.g. `--parts stream,idle` for the readers alone).
+
 After every load run it checks that every node durably holds exactly the
 acknowledged writes, each at the seq its answer named, in the same order: a
 fast wrong answer is a failure (exit code 1). Prints tables and writes JSON
@@ -37,6 +47,7 @@ import argparse
 import json
 import os
 import platform
+import select
 import shutil
 import socket
 import statistics
@@ -62,6 +73,7 @@ from bench.cluster import (
     http_json,
     wait_for,
 )
+from bench.idle_readers import FAR_SEQ, raise_fd_limit
 from tools.harness import http
 from tools.harness.process import NodeProcess
 
@@ -74,6 +86,14 @@ TARGET_P50_DIFF_MS = 0.5
 TARGET_BATCH_MSGS = 50_000
 TARGET_RESTART_S = 3.0
 TARGET_RESTART_MESSAGES = 1_000_000
+# Stream delay: sequential writes at each of these w, read on a secondary's GET /stream.
+STREAM_DELAY_W = (1, 2)
+PARTS = ("writes", "reads", "stream", "idle", "restart")
+# Idle long-poll readers: the write load they are measured under, and how long each waits
+# (the nodes' default --max-wait: each answers once in that time and is re-armed).
+IDLE_READERS_W = 2
+IDLE_READERS_CLIENTS = 16
+IDLE_READER_WAIT_S = 30
 
 _started = time.monotonic()
 
@@ -433,6 +453,151 @@ def measure_reads(args: argparse.Namespace, workdir: Path, report: dict) -> None
             raise BenchFailure("the fresh secondary differs from the master")
 
 
+def measure_stream_delay(args: argparse.Namespace, workdir: Path, report: dict) -> None:
+    """A write's answer to its event on a secondary's `GET /stream`, per w (durable)."""
+    with cluster_of(workdir / "stream-durable", 2, DURABLE, report) as (_cluster, master, nodes):
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.stream_delay",
+            "--master",
+            master.url,
+            "--reader",
+            nodes[0].url,
+            "--writes",
+            str(args.stream_writes),
+            "--payload",
+            str(args.payload),
+        ]
+        for w in STREAM_DELAY_W:
+            argv += ["--w", str(w)]
+        out = subprocess.run(argv, capture_output=True, cwd=ROOT, text=True)
+        if out.returncode:
+            raise BenchFailure(f"stream delay: {out.stderr.strip()[-500:]}")
+        report["stream_delay"] = list(json.loads(out.stdout).values())
+    progress(
+        "stream delay: "
+        + "; ".join(
+            f"w={d['w']} p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms" for d in report["stream_delay"]
+        )
+    )
+
+
+def attach_readers(master: Proc, count: int) -> subprocess.Popen[str]:
+    """`count` idle long polls on `master`, held (and re-armed) by bench.idle_readers."""
+    sockets_before = master.socket_count()
+    readers = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.idle_readers",
+            "--url",
+            master.url,
+            "--count",
+            str(count),
+            "--wait",
+            str(IDLE_READER_WAIT_S),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
+    assert readers.stdout is not None
+    ready, _, _ = select.select([readers.stdout], [], [], 60)
+    line = readers.stdout.readline() if ready else ""
+    if line.strip() != f"attached {count}":
+        readers.kill()
+        raise BenchFailure(f"idle readers did not attach: {line!r} {readers.stderr.read()!r}")
+    # Attached as the master sees it: one more open socket per reader.
+    wait_for(
+        lambda: master.socket_count() >= sockets_before + count,
+        what=f"{count} reader connections on the master",
+    )
+    return readers
+
+
+def detach_readers(master: Proc, readers: subprocess.Popen[str], count: int) -> dict:
+    """Stop the readers; what they saw. Every poll they got answered must have been empty."""
+    still = master.socket_count()
+    readers.terminate()
+    out, err = readers.communicate(timeout=30)
+    if readers.returncode:
+        raise BenchFailure(f"idle readers exited {readers.returncode}: {err[-500:]}")
+    seen = json.loads(out.strip().splitlines()[-1])
+    seen["master_sockets_after_run"] = still
+    if seen["errors"] or seen["non_empty_answers"] or seen["reconnects"]:
+        raise BenchFailure(f"idle readers did not stay attached quietly: {seen}")
+    return seen
+
+
+def measure_idle_readers(args: argparse.Namespace, workdir: Path, report: dict) -> None:
+    """Writes/s (16 clients, w=2) with 1,000 idle long polls on the master and without,
+    runs alternating, on an in-memory and a durable cluster."""
+    count = args.idle_readers
+    with ExitStack() as stack:
+        clusters = {
+            s: stack.enter_context(cluster_of(workdir / f"idle-{s}", 2, s, report))
+            for s in STORAGES
+        }
+        acked: dict[str, dict[str, int]] = {storage: {} for storage in STORAGES}
+        runs: dict[tuple[str, bool], list[dict]] = {
+            (s, attached): [] for s in STORAGES for attached in (False, True)
+        }
+        base = {s: clusters[s][1].socket_count() for s in STORAGES}
+        for attempt in range(args.repeat):
+            for storage in storage_order(attempt):
+                _cluster, master, nodes = clusters[storage]
+                for attached in (False, True) if attempt % 2 == 0 else (True, False):
+                    # None left over from the previous run: "without" means without.
+                    wait_for(
+                        lambda master=master, storage=storage: (
+                            master.socket_count() <= base[storage]
+                        ),
+                        what="readers detached",
+                    )
+                    readers = attach_readers(master, count) if attached else None
+                    result = checked_run(
+                        storage,
+                        master,
+                        nodes,
+                        acked[storage],
+                        concurrency=IDLE_READERS_CLIENTS,
+                        duration=args.duration,
+                        w=IDLE_READERS_W,
+                        run=f"idle-{storage}-{attached}-{attempt}",
+                        payload=args.payload,
+                    )
+                    if readers is not None:
+                        result["readers"] = detach_readers(master, readers, count)
+                        if result["readers"]["master_sockets_after_run"] < base[storage] + count:
+                            raise BenchFailure("idle readers left during the run")
+                    runs[(storage, attached)].append(result)
+        report["idle_readers"] = []
+        for storage in STORAGES:
+            without = median_run(runs[(storage, False)])
+            with_readers = median_run(runs[(storage, True)])
+            report["idle_readers"].append(
+                {
+                    "storage": storage,
+                    "readers": count,
+                    "w": IDLE_READERS_W,
+                    "concurrency": IDLE_READERS_CLIENTS,
+                    "without": without,
+                    "with": with_readers,
+                    "ratio": round(with_readers["requests_per_s"] / without["requests_per_s"], 3),
+                }
+            )
+    progress(
+        f"{count} idle readers, w={IDLE_READERS_W} c={IDLE_READERS_CLIENTS}: "
+        + "; ".join(
+            f"{STORAGE_LABEL[s]} without {[round(r['requests_per_s']) for r in runs[(s, False)]]}"
+            f" with {[round(r['requests_per_s']) for r in runs[(s, True)]]} writes/s"
+            for s in STORAGES
+        )
+    )
+
+
 def measure_restart(args: argparse.Namespace, workdir: Path, report: dict) -> None:
     n = args.restart_messages
     api = restart.through_api(workdir / "restart", n, args.repeat)
@@ -457,15 +622,21 @@ def run(args: argparse.Namespace, report: dict) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="replog-bench-"))
     report["data_root"] = {"path": str(workdir), "filesystem": filesystem_of(workdir)}
     progress(f"data directories under {workdir} ({report['data_root']['filesystem']})")
-    measure_ceiling(args, workdir, report)
-    progress(
-        "ceiling: "
-        + ", ".join(f"c={c} {report['ceiling'][c]['requests_per_s']:.0f}/s" for c in CLIENTS)
-    )
-    measure_writes(args, workdir, report)
-    measure_reads(args, workdir, report)
-    progress("reads, catch-up and memory done")
-    if args.restart_messages:
+    if "writes" in args.parts:
+        measure_ceiling(args, workdir, report)
+        progress(
+            "ceiling: "
+            + ", ".join(f"c={c} {report['ceiling'][c]['requests_per_s']:.0f}/s" for c in CLIENTS)
+        )
+        measure_writes(args, workdir, report)
+    if "reads" in args.parts:
+        measure_reads(args, workdir, report)
+        progress("reads, catch-up and memory done")
+    if "stream" in args.parts:
+        measure_stream_delay(args, workdir, report)
+    if "idle" in args.parts:
+        measure_idle_readers(args, workdir, report)
+    if args.restart_messages and "restart" in args.parts:
         measure_restart(args, workdir, report)
     report["elapsed_s"] = round(time.monotonic() - _started, 1)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -624,6 +795,22 @@ def table(report: dict) -> str:
         f"storage: in-memory = --in-memory on every node; durable = --data-dir (a fresh "
         f"directory per cluster) under {report['data_root']['path']} "
         f"({report['data_root']['filesystem']}), --fsync always",
+    ]
+    if "ceiling" in report:
+        lines += write_lines(report)
+    if report["get"]:
+        lines += read_lines(report)
+    if "stream_delay" in report or "idle_readers" in report:
+        lines += ["", *reader_rows(report)]
+    if "restart" in report:
+        lines += restart_lines(report)
+    lines += ["", *issue_lines(report)]
+    return "\n".join(lines)
+
+
+def write_lines(report: dict) -> list[str]:
+    m = report["machine"]
+    return [
         "",
         *load_rows(report),
         "",
@@ -641,8 +828,11 @@ def table(report: dict) -> str:
         "after it); sync p50/p99: the node's last 4096 syncs at the end of that run (these "
         "may include earlier runs' syncs).",
     ]
+
+
+def read_lines(report: dict) -> list[str]:
     g = report["get"]
-    lines += [
+    return [
         "",
         "| read (durable nodes) | master ms | secondary ms |",
         "|---|---|---|",
@@ -657,27 +847,64 @@ def table(report: dict) -> str:
         f"{report['memory']['bytes_per_message']} bytes per 100-byte message "
         f"({report['memory']['beyond_text_bytes']} beyond the text)",
     ]
-    if "restart" in report:
-        r = report["restart"]
-        one = report["restart_one_entry_records"]
-        n = r["master_warm"]["messages"]
+
+
+def restart_lines(report: dict) -> list[str]:
+    r = report["restart"]
+    one = report["restart_one_entry_records"]
+    n = r["master_warm"]["messages"]
+    return [
+        "",
+        f"Restart of a node holding {n:,} messages of 100 bytes, each with a client id "
+        "(times from process start; median of "
+        f"{report['repeat']}):",
+        "",
+        *restart_detail_rows(report),
+        "",
+        f"written through the API: batch POSTs of 10,000 at w=1 to a master with one "
+        f"secondary, {r['fill_messages_per_s']:,} msgs/s; the master restarts with its "
+        "secondary down, the secondary with its master up. Worst case: the log written "
+        f"directly with SegmentLog, one append per entry ({one['write_s']} s), and a "
+        "master with no secondaries started on it (its first start follows that write, "
+        "the others a SIGKILL).",
+    ]
+
+
+def reader_rows(report: dict) -> list[str]:
+    lines = []
+    if "stream_delay" in report:
         lines += [
-            "",
-            f"Restart of a node holding {n:,} messages of 100 bytes, each with a client id "
-            "(times from process start; median of "
-            f"{report['repeat']}):",
-            "",
-            *restart_detail_rows(report),
-            "",
-            f"written through the API: batch POSTs of 10,000 at w=1 to a master with one "
-            f"secondary, {r['fill_messages_per_s']:,} msgs/s; the master restarts with its "
-            "secondary down, the secondary with its master up. Worst case: the log written "
-            f"directly with SegmentLog, one append per entry ({one['write_s']} s), and a "
-            "master with no secondaries started on it (its first start follows that write, "
-            "the others a SIGKILL).",
+            "| stream delay (durable; answer to event on a secondary's GET /stream) | writes "
+            "| p50 ms | p99 ms | min ms | max ms | arrived before the answer |",
+            "|---|---|---|---|---|---|---|",
         ]
-    lines += ["", *issue_lines(report)]
-    return "\n".join(lines)
+        for d in report["stream_delay"]:
+            lines.append(
+                f"| w={d['w']}, sequential writes | {d['writes']} | {d['p50_ms']} | "
+                f"{d['p99_ms']} | {d['min_ms']} | {d['max_ms']} | {d['negative']} |"
+            )
+        lines.append("")
+    if "idle_readers" in report:
+        lines += [
+            "| idle long polls on the master | storage | writes/s without | writes/s with "
+            "| with / without | p50 ms without / with | polls answered (empty, re-armed) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in report["idle_readers"]:
+            without, with_readers = r["without"], r["with"]
+            lines.append(
+                f"| {r['readers']:,} readers, w={r['w']}, {r['concurrency']} clients | "
+                f"{STORAGE_LABEL[r['storage']]} | {without['requests_per_s']:.0f} | "
+                f"{with_readers['requests_per_s']:.0f} | {r['ratio']:.2f}x | "
+                f"{without['p50_ms']} / {with_readers['p50_ms']} | "
+                f"{with_readers['readers']['answers']} |"
+            )
+        lines.append(
+            f"readers: GET /?from={FAR_SEQ:,}&wait={IDLE_READER_WAIT_S} held open by another "
+            "process, each re-armed when it answers; attached as the master counts its "
+            "sockets, before and after every run."
+        )
+    return lines
 
 
 def issue_lines(report: dict) -> list[str]:
@@ -707,8 +934,24 @@ def main() -> None:
         default=TARGET_RESTART_MESSAGES,
         help="messages in the log of the restart measurement (0: skip it)",
     )
+    parser.add_argument(
+        "--stream-writes", type=int, default=2000, help="sequential writes per w (stream delay)"
+    )
+    parser.add_argument(
+        "--idle-readers", type=int, default=1000, help="idle long polls on the master"
+    )
+    parser.add_argument(
+        "--parts",
+        type=lambda v: set(v.split(",")),
+        default=set(PARTS),
+        help=f"what to measure, comma-separated (default: all of {','.join(PARTS)})",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    if args.parts - set(PARTS):
+        parser.error(f"--parts: unknown {sorted(args.parts - set(PARTS))}")
+    # The idle readers' connections: the master (a child, inheriting this) holds one each.
+    raise_fd_limit(args.idle_readers + 1024)
     report: dict = {
         "machine": machine(),
         "duration_s": args.duration,

@@ -8,6 +8,7 @@ summarises the warnings, errors and non-JSON lines (tracebacks) found there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -70,6 +71,14 @@ class Proc(NodeProcess):
         """User + system CPU time of the process, all its threads (fdatasync's included)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def socket_count(self) -> int:
+        """Open sockets of the process (its listening ones and every connection)."""
+        count = 0
+        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed meanwhile
+                count += os.readlink(fd).startswith("socket:")
+        return count
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
