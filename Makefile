@@ -52,7 +52,7 @@ test-deps:
 	  || { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q libfaketime >/dev/null; } \
 	  || echo "make: could not install libfaketime; the clock test will be skipped"; }
 
-# make bench: the benchmark (about 5 minutes): in-memory and durable clusters in the same run,
+# make bench: the benchmark (about 6.5 minutes): in-memory and durable clusters in the same run,
 # and the restart of a node holding 1,000,000 messages; prints tables, writes bench/results/*.json
 bench: install
 	$(BIN)/python -m bench
