@@ -6,7 +6,12 @@ import argparse
 import os
 import shutil
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import TextIO, TypeVar
+
+from replog.common import config
+
+_T = TypeVar("_T")
 
 # The master of `replog up`.
 DEFAULT_URL = "http://127.0.0.2:5000"
@@ -39,34 +44,23 @@ def write_concern(raw: str) -> int | str:
     return int(raw)
 
 
-def positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {raw!r}")
-    return value
+def _argument(check: Callable[[str], _T], wording: str) -> Callable[[str], _T]:
+    """A settings parser (common.config) as an argparse type whose error names the
+    value: `must be <wording>, not '<raw>'`."""
+
+    def parse(raw: str) -> _T:
+        try:
+            return check(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wording}, not {raw!r}") from None
+
+    parse.__name__ = check.__name__
+    return parse
 
 
-def non_negative_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer, 0 or more, not {raw!r}")
-    return value
-
-
-def positive_seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {raw!r}")
-    return value
+positive_int = _argument(config.positive_int, "a positive integer")
+non_negative_int = _argument(config.non_negative_int, "an integer, 0 or more")
+positive_seconds = _argument(config.positive_float, "a number of seconds above 0")
 
 
 def add_url_option(parser: argparse.ArgumentParser, positional: bool) -> None:
