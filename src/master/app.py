@@ -6,6 +6,7 @@ import tornado.web
 
 from replog.common.http_server import JsonHTTPServer
 from replog.common.openapi import OPENAPI_ROUTE, document_bytes
+from replog.common.operations import operation_routes
 from replog.common.reads import StreamHandler
 from replog.common.web import NotFoundHandler, OpenApiHandler
 from replog.master.handlers import HealthHandler, LogHandler, RegisterHandler, SecondaryHandler
@@ -19,6 +20,7 @@ def make_app(node: MasterNode) -> tornado.web.Application:
             (r"/register", RegisterHandler, {"node": node}),
             (r"/health", HealthHandler, {"node": node}),
             (r"/stream", StreamHandler, {"node": node}),
+            *operation_routes(node),
             (r"/secondaries/([^/]+)", SecondaryHandler, {"node": node}),
             (OPENAPI_ROUTE, OpenApiHandler, {"document": document_bytes("master")}),
         ],

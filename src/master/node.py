@@ -25,7 +25,7 @@ from typing import Protocol
 
 import structlog
 
-from replog.common import sources
+from replog.common import metrics, sources
 from replog.common.config import ReadConfig
 from replog.common.loop import cancel_and_wait
 from replog.common.reads import MAJORITY, Readers
@@ -39,8 +39,10 @@ from replog.core import (
     ClusterMismatch,
     Health,
     HealthPolicy,
+    IdConflict,
     LogReport,
     MemberConflict,
+    ReadOnly,
     Recovery,
     RecoveryPlan,
     RemovedMember,
@@ -163,6 +165,10 @@ class MasterNode:
         self._epoch_seen: int = state.get("epoch", 0)
         self._restore_membership()
         self.store.on_durable = self._durable
+        # GET /metrics: events counted here and by the links, gauges read at scrape time.
+        self.metrics = metrics.NodeMetrics("master")
+        self.metrics.watch(self._gauges)
+        self.store.observe_syncs(self.metrics.fsync_seconds.observe)
         self.recovery = self._recovery_needed()
         if self.recovery is None:
             self._open_with_own_log()
@@ -308,6 +314,27 @@ class MasterNode:
         away) ends the wait; the entries stay and replicate.
         """
         started = self.clock()
+        try:
+            outcome = await self._write(request, track, started)
+        except IdConflict:
+            self.metrics.write(metrics.CONFLICT)
+            raise
+        except ReadOnly:
+            self.metrics.write(metrics.READ_ONLY)
+            raise
+        except WriteConcernTimeout:
+            self.metrics.write(metrics.TIMEOUT)
+            raise
+        result = metrics.DUPLICATE if outcome.all_duplicates else metrics.OK
+        self.metrics.write(result, self.clock() - started, request.w)
+        return outcome
+
+    async def _write(
+        self,
+        request: WriteRequest,
+        track: Callable[[asyncio.Future[Satisfied]], None] | None,
+        started: float,
+    ) -> WriteOutcome:
         appended = self.log.append_batch(request.items)
         self._log_appended(appended, request.w)
         # To the OS now; the store reports when it is durable (_durable).
@@ -508,6 +535,7 @@ class MasterNode:
             expected_secondaries=self.log.expected_secondaries,
         )
         self._check_health()  # quorum and N changed
+        self.metrics.forget(secondary_id)
         link = self.links.pop(secondary_id, None)
         if link is not None:
             await link.stop()
@@ -609,6 +637,21 @@ class MasterNode:
     def _fetch_over_http(self, url: str) -> Awaitable[list[Entry]]:
         """The default fetcher: page through GET /replication/log with the cluster token."""
         return fetch_log(url, self.peers)
+
+    def ready_reason(self) -> str | None:
+        """Why this master cannot take writes now (`GET /readyz`), or None: it can."""
+        return self.log.read_only_reason()
+
+    def _gauges(self) -> list:
+        """The master's gauges, read from the core at scrape time."""
+        log_ = self.log
+        return metrics.master_gauges(
+            last_seq=log_.last_seq,
+            durable_seq=log_.durable_seq,
+            commit_seq=log_.commit_seq,
+            read_only=log_.read_only_reason() is not None,
+            secondaries=[(p.secondary_id, p.acked_seq, p.status) for p in log_.secondaries],
+        )
 
     def health(self) -> dict:
         now = self.clock()

@@ -35,6 +35,7 @@ from tornado.websocket import WebSocketClosedError, websocket_connect
 from replog.common import wire
 from replog.common.backoff import Backoff
 from replog.common.loop import cancel_and_wait
+from replog.common.metrics import NodeMetrics
 from replog.common.ws import POLICY_VIOLATION, PROTOCOL_ERROR, TOO_BIG, FrameLimit
 from replog.core import Satisfied
 from replog.core.stream import (
@@ -71,6 +72,8 @@ class LinkHost(Protocol):
     clock: Clock
     # The source of the backoff's jitter.
     rng: random.Random
+    # The node's metrics: batch sizes and stream reconnects are counted by the link.
+    metrics: NodeMetrics
 
     def url_of(self, secondary_id: str) -> str | None:
         """The secondary's URL; None once it has been removed."""
@@ -217,6 +220,7 @@ class SecondaryLink:
                 message = send.message
                 if isinstance(message, Append):
                     entries = message.entries
+                    self.host.metrics.batch_entries.observe(len(entries))
                     log.info(
                         "replication_send",
                         secondary=self.secondary_id,
@@ -380,6 +384,7 @@ class SecondaryLink:
         return True
 
     def _log_opened(self, opened: Opened) -> None:
+        self.host.metrics.stream_opened(self.secondary_id)
         if opened.keep < opened.contiguous_seq:
             log.warning(
                 "secondary_log_truncated",

@@ -7,6 +7,7 @@ import tornado.web
 from replog.common import wire
 from replog.common.http_server import JsonHTTPServer
 from replog.common.openapi import OPENAPI_ROUTE, document_bytes
+from replog.common.operations import operation_routes
 from replog.common.reads import StreamHandler
 from replog.common.web import NotFoundHandler, OpenApiHandler
 from replog.secondary.handlers import (
@@ -29,6 +30,7 @@ def make_app(node: SecondaryNode) -> tornado.web.Application:
             (r"/", LogHandler, {"node": node}),
             (r"/health", HealthHandler, {"node": node}),
             (r"/stream", StreamHandler, {"node": node}),
+            *operation_routes(node),
             (wire.REPLICATION_PATH, ReplicationHandler, {"node": node}),
             (wire.LOG_PATH, LogExportHandler, {"node": node}),
             (OPENAPI_ROUTE, OpenApiHandler, {"document": document_bytes("secondary")}),

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import structlog
 
-from replog.common import sources
+from replog.common import metrics, sources
 from replog.common.config import ReadConfig
 from replog.common.reads import MAJORITY, Readers
 from replog.common.sources import Clock, Tokens
@@ -72,6 +72,10 @@ class SecondaryNode:
         self.stopped = False
         self._restore()
         self.store.on_durable = self._durable
+        # GET /metrics: events counted here, gauges read at scrape time.
+        self.metrics = metrics.NodeMetrics("secondary")
+        self.metrics.watch(self._gauges)
+        self.store.observe_syncs(self.metrics.fsync_seconds.observe)
 
     def _restore(self) -> None:
         store = self.store
@@ -124,6 +128,7 @@ class SecondaryNode:
         if previous is not None:
             previous.close()
         self.stream_changed.set()
+        self.metrics.stream_opened(self.config.secondary_id)
         log.info("stream_attached", contiguous_seq=self.follower.contiguous_seq)
 
     def stop(self) -> None:
@@ -200,6 +205,8 @@ class SecondaryNode:
         """
         if self.stopped:
             return None
+        if entries:
+            self.metrics.batch_entries.observe(len(entries))
         result = self.follower.apply(entries, epoch) if entries else None
         if result is not None and result.refused is not None:
             return result
@@ -283,6 +290,25 @@ class SecondaryNode:
             "cluster_id": self.cluster_id,
             "instance": self.instance,
         }
+
+    def ready_reason(self) -> str | None:
+        """Why this secondary cannot do its job now (`GET /readyz`), or None: it can.
+        Its job is to follow the master, which it does over a replication stream."""
+        if self.stopped:
+            return "stopping"
+        if self.stream is None:
+            return f"no replication stream from the master ({self.config.master_url})"
+        return None
+
+    def _gauges(self) -> list:
+        """The secondary's gauges, read from its follower log at scrape time."""
+        follower = self.follower
+        return metrics.secondary_gauges(
+            last_seq=follower.contiguous_seq,
+            durable_seq=follower.durable_seq,
+            commit_seq=follower.commit_seq,
+            connected=self.stream is not None,
+        )
 
     def health(self) -> dict:
         follower = self.follower

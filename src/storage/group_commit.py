@@ -35,9 +35,14 @@ class SyncStats:
         self.entries = 0
         self._synced_to = 0
         self.latencies_ms: deque[float] = deque(maxlen=keep)
+        # Told each sync's duration in seconds (the node's metrics); called on the
+        # syncing thread, so it must be thread-safe and quick.
+        self.observer: Callable[[float], None] | None = None
 
     def record(self, target_seq: int, seconds: float) -> None:
         """A sync that made 1..target_seq durable took `seconds` (the fdatasync calls)."""
+        if self.observer is not None:
+            self.observer(seconds)
         self.syncs += 1
         self.entries += max(0, target_seq - self._synced_to)
         self._synced_to = max(self._synced_to, target_seq)

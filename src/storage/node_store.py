@@ -132,6 +132,10 @@ class NodeStore:
     def sync_stats(self) -> dict | None:
         return None
 
+    def observe_syncs(self, observer: Callable[[float], None]) -> None:
+        """Tell `observer` each sync's duration in seconds (on the syncing thread).
+        A store that never syncs never calls it."""
+
     def close(self) -> None:
         pass
 
@@ -231,6 +235,10 @@ class DiskStore(NodeStore):
 
     def sync_stats(self) -> dict | None:
         return self._group.stats.to_json() if self._group is not None else None
+
+    def observe_syncs(self, observer: Callable[[float], None]) -> None:
+        if self._group is not None:
+            self._group.stats.observer = observer
 
     def close(self) -> None:
         """A clean stop: sync what is left and note how long the log is."""
