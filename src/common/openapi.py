@@ -508,6 +508,42 @@ def _openapi(role: Role) -> dict[str, Any]:
     )
 
 
+def _operations(role: Role) -> dict[str, Any]:
+    """GET /metrics, /livez, /readyz (common.operations), on both roles."""
+    probe = {"type": "object"}
+    return {
+        "/metrics": {
+            "get": _operation(
+                f"{role}Metrics",
+                "The node's metrics, in the Prometheus text format (README: Operations)",
+                {
+                    "200": {
+                        "description": "the metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            )
+        },
+        "/livez": {
+            "get": _operation(
+                f"{role}Livez",
+                "Liveness: the process serves",
+                {"200": _answer('alive: {"live": true}', probe)},
+            )
+        },
+        "/readyz": {
+            "get": _operation(
+                f"{role}Readyz",
+                "Readiness: a master open for writes, a secondary with a replication stream",
+                {
+                    "200": _answer('ready: {"ready": true}', probe),
+                    "503": _answer('not ready: {"ready": false, "error": <why>}', probe),
+                },
+            )
+        },
+    }
+
+
 def _master_paths() -> dict[str, Any]:
     return {
         "/": {
@@ -575,6 +611,7 @@ def _master_paths() -> dict[str, Any]:
                 ],
             )
         },
+        **_operations("master"),
         OPENAPI_PATH: {"get": _openapi("master")},
     }
 
@@ -646,6 +683,7 @@ def _secondary_paths() -> dict[str, Any]:
                 ],
             )
         },
+        **_operations("secondary"),
         OPENAPI_PATH: {"get": _openapi("secondary")},
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from replog.common import wire
+from replog.common.metrics import BAD_REQUEST
 from replog.common.reads import LogReadHandler
 from replog.common.urls import is_node_url
 from replog.common.web import JsonHandler, decode_json_body
@@ -26,8 +27,11 @@ class LogHandler(LogReadHandler):
         self._waiter: asyncio.Future | None = None
 
     async def post(self) -> None:
-        doc = decode_json_body(self.request.body)
-        request = parse_write(doc, self.node.log.cluster_size)
+        try:
+            request = parse_write(decode_json_body(self.request.body), self.node.log.cluster_size)
+        except InvalidRequest:
+            self.node.metrics.write(BAD_REQUEST)
+            raise
         try:
             # ReadOnly, IdConflict and WriteConcernTimeout are answered by write_error.
             outcome = await self.node.write(request, track=self._track)
