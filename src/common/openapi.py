@@ -355,6 +355,12 @@ SCHEMAS: dict[str, Schema] = {
         },
     ),
     "SecondaryRefusesWrites": _error(master={"type": "string", "description": "the master's URL"}),
+    "Live": _object(["live"], {"live": {"const": True}}),
+    "Ready": _object(["ready"], {"ready": {"const": True}}),
+    "NotReady": _error(
+        "why the node cannot do its job now (read-only, recovering, no stream)",
+        ready={"const": False},
+    ),
 }
 
 # -- operations ---------------------------------------------------------------
@@ -510,7 +516,6 @@ def _openapi(role: Role) -> dict[str, Any]:
 
 def _operations(role: Role) -> dict[str, Any]:
     """GET /metrics, /livez, /readyz (common.operations), on both roles."""
-    probe = {"type": "object"}
     return {
         "/metrics": {
             "get": _operation(
@@ -528,7 +533,7 @@ def _operations(role: Role) -> dict[str, Any]:
             "get": _operation(
                 f"{role}Livez",
                 "Liveness: the process serves",
-                {"200": _answer('alive: {"live": true}', probe)},
+                {"200": _answer("the process serves", "Live")},
             )
         },
         "/readyz": {
@@ -536,8 +541,8 @@ def _operations(role: Role) -> dict[str, Any]:
                 f"{role}Readyz",
                 "Readiness: a master open for writes, a secondary with a replication stream",
                 {
-                    "200": _answer('ready: {"ready": true}', probe),
-                    "503": _answer('not ready: {"ready": false, "error": <why>}', probe),
+                    "200": _answer("ready", "Ready"),
+                    "503": _answer("not ready, saying why", "NotReady"),
                 },
             )
         },

@@ -90,6 +90,9 @@ def test_every_route_has_its_operations_and_every_operation_a_route(role):
         assert implemented == documented[served_by[0]], regex.pattern
 
 
+PROBES = {"/metrics": {"get"}, "/livez": {"get"}, "/readyz": {"get"}}
+
+
 def test_each_role_documents_its_own_operations():
     assert operations(document("master")) == {
         "/": {"get", "post"},
@@ -97,6 +100,7 @@ def test_each_role_documents_its_own_operations():
         "/stream": {"get"},
         "/register": {"post"},
         "/secondaries/{id}": {"delete"},
+        **PROBES,
         OPENAPI_PATH: {"get"},
     }
     assert operations(document("secondary")) == {
@@ -105,6 +109,7 @@ def test_each_role_documents_its_own_operations():
         "/stream": {"get"},
         "/replication/log": {"get"},
         "/replication": {"get"},
+        **PROBES,
         OPENAPI_PATH: {"get"},
     }
 
@@ -151,6 +156,9 @@ def test_internal_operations_need_the_token_and_every_error_is_json(role):
                 if path == "/stream" and status == "200":
                     assert list(answer["content"]) == ["text/event-stream"]
                     continue  # the event stream
+                if path == "/metrics" and status == "200":
+                    assert list(answer["content"]) == ["text/plain"]
+                    continue  # the Prometheus text format
                 schema = answer["content"]["application/json"]["schema"]
                 if int(status) >= 400:
                     resolved = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
