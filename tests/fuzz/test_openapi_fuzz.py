@@ -324,12 +324,18 @@ def test_fuzz_both_nodes_from_their_documents(
         "master POST /register",
         "master DELETE /secondaries/{id}",
         "master GET /openapi.json",
+        "master GET /metrics",
+        "master GET /livez",
+        "master GET /readyz",
         "secondary GET /",
         "secondary POST /",
         "secondary GET /health",
         "secondary GET /replication/log",
         "secondary GET /replication",
         "secondary GET /openapi.json",
+        "secondary GET /metrics",
+        "secondary GET /livez",
+        "secondary GET /readyz",
     }
     assert total >= TOTAL_FLOOR
     # Both accepted and refused requests, on the master's writes too.
