@@ -35,7 +35,6 @@ import functools
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tomllib
@@ -47,7 +46,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
-from support.cluster import BIN, Node, next_host
+from support.cluster import BIN, Node
+from support.deploy import accepted_env_names, address_with_free_port, all_env_names
 from support.waiting import wait_until
 from tools.harness import http
 
@@ -169,37 +169,6 @@ def published_ports(spec: dict[str, Any]) -> list[tuple[str, int, int]]:
         ip, host_port, container_port = str(raw).split(":")
         out.append((ip, int(host_port), int(container_port.split("/")[0])))
     return out
-
-
-@functools.cache
-def accepted_env_names(script: str) -> frozenset[str]:
-    """The variables a console script reads, from its own --help ("[env: $NAME]")."""
-    result = subprocess.run(
-        [str(BIN / script), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "COLUMNS": "200"},
-        check=True,
-    )
-    return frozenset(re.findall(r"\$([A-Z][A-Z0-9_]*)", result.stdout))
-
-
-def all_env_names() -> frozenset[str]:
-    return accepted_env_names("replog-master") | accepted_env_names("replog-secondary")
-
-
-def address_with_free_port(port: int) -> str:
-    """A loopback address of our own on which `port` is free to listen."""
-    for _ in range(20):
-        host = next_host()
-        try:
-            with socket.socket() as sock:
-                sock.bind((host, port))
-        except OSError:
-            continue
-        return host
-    pytest.fail(f"no loopback address with port {port} free (is something on 0.0.0.0:{port}?)")
 
 
 def localize(value: str, addresses: dict[str, str]) -> str:

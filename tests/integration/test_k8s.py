@@ -22,9 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 import kubernetes_validate
 import pytest
 import yaml
-from test_compose import accepted_env_names, address_with_free_port
 
 from support.cluster import BIN, Node
+from support.deploy import address_with_free_port, all_env_names
 from support.waiting import wait_until
 from tools.harness import http
 
@@ -93,6 +93,8 @@ def test_services_route_writes_to_ordinal_0_and_reads_to_every_node() -> None:
     assert headless["spec"]["publishNotReadyAddresses"] is True
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
     master = resource("Service", "replog-master")
+    # A read-only master still answers writes, with a 503 saying why.
+    assert master["spec"]["publishNotReadyAddresses"] is True
     assert master["spec"]["selector"] == {
         **sts["spec"]["selector"]["matchLabels"],
         "statefulset.kubernetes.io/pod-name": f"{sts['metadata']['name']}-0",
@@ -125,7 +127,7 @@ def test_container_has_probes_resources_token_and_a_volume_at_its_data_dir() -> 
     mounts = {m["mountPath"]: m["name"] for m in spec["volumeMounts"]}
     assert mounts[env["REPLOG_DATA_DIR"]["value"]] == claim["metadata"]["name"]
     names = set(env) - {"POD_NAME", "POD_NAMESPACE"}
-    unknown = names - (accepted_env_names("replog-master") | accepted_env_names("replog-secondary"))
+    unknown = names - all_env_names()
     assert not unknown
 
 
@@ -190,7 +192,7 @@ def local_pod(ordinal: int, token: str, addresses: dict[str, str], tmp_path: Pat
 
 @pytest.fixture
 def pods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Node]]:
-    for name in accepted_env_names("replog-master") | accepted_env_names("replog-secondary"):
+    for name in all_env_names():
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     token = secrets.token_hex(16)
