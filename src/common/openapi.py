@@ -360,6 +360,7 @@ SCHEMAS: dict[str, Schema] = {
     "NotReady": _error(
         "why the node cannot do its job now (read-only, recovering, no stream)",
         ready={"const": False},
+        reason={"type": "string", "description": "the same text as error"},
     ),
 }
 

@@ -51,7 +51,8 @@ class ReadyzHandler(JsonHandler):
         if reason is None:
             self.send_json({"ready": True})
         else:
-            self.send_json({"ready": False, "error": reason}, 503)
+            # `reason` for probes and dashboards; `error` as in every error answer.
+            self.send_json({"ready": False, "reason": reason, "error": reason}, 503)
 
 
 def operation_routes(node: Operated) -> list[tuple[str, type, dict]]:

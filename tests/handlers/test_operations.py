@@ -132,6 +132,7 @@ async def test_secondary_without_a_stream_is_not_ready(http_client, base_url, no
     assert code == 503
     assert body == {
         "ready": False,
+        "reason": "no replication stream from the master (http://m:5000)",
         "error": "no replication stream from the master (http://m:5000)",
     }
     metrics = await scrape(http_client, base_url)
