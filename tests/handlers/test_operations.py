@@ -28,7 +28,9 @@ async def scrape(http_client, base_url) -> dict[tuple[str, tuple], float]:
     resp = await http_client.fetch(base_url + "/metrics")
     assert resp.code == 200
     assert resp.headers["Content-Type"].startswith("text/plain; version=")
-    return samples(resp.body.decode())
+    text = resp.body.decode()
+    assert "_created" not in text  # no creation-timestamp series beside each counter
+    return samples(text)
 
 
 async def get(http_client, base_url, path):
