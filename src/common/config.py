@@ -309,8 +309,10 @@ SECURITY_SETTINGS = (CLUSTER_TOKEN, CLUSTER_TOKEN_FILE, TLS_CERT, TLS_KEY, TLS_C
 LOG_FORMAT = Setting(
     "--log-format",
     ("REPLOG_LOG_FORMAT",),
-    "json",
-    "`json`: one JSON object per line; `console`: readable lines for people",
+    "auto",
+    "`auto`: `console` when stdout is a terminal, else `json`; `json`: one JSON object per "
+    "line; `console`: readable lines for people, coloured on a terminal unless `NO_COLOR` is "
+    "set (`FORCE_COLOR` forces colours)",
     choices=LOG_FORMATS,
 )
 

@@ -1,5 +1,10 @@
 """structlog set-up: one JSON object per line on stdout, or a console format for people.
 
+`--log-format auto` (the default) picks the console format when stdout is a terminal and JSON
+otherwise (piped, in a container, under a test). The console format is coloured where
+`use_colors` says so: on a terminal, unless `NO_COLOR` is set; `FORCE_COLOR` forces colours
+(`replog up` uses it to give its children the colours of its own terminal).
+
 The JSON pipeline is kept lean because it runs several times per write: one
 processor adds `node`, `level` and `timestamp` and renders with orjson. With
 `buffered=True` (the master) lines are written to stdout once per event-loop
@@ -13,15 +18,45 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
 
-LOG_FORMATS = ("json", "console")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def resolve_log_format(log_format: str, stream: TextIO | None = None) -> str:
+    """`json` or `console`: `auto` is `console` when `stream` (stdout) is a terminal."""
+    if log_format != "auto":
+        return log_format
+    return "console" if _isatty(sys.stdout if stream is None else stream) else "json"
+
+
+def use_colors(stream: TextIO | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether console output to `stream` (stdout) is coloured, in the order Python uses:
+    `NO_COLOR` set (non-empty) never, `FORCE_COLOR` set always, `TERM=dumb` never, else
+    only on a terminal (https://no-color.org)."""
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR"):
+        return True
+    if env.get("TERM") == "dumb":
+        return False
+    return _isatty(sys.stdout if stream is None else stream)
 
 
 class BufferedLineWriter:
@@ -102,21 +137,28 @@ def json_renderer(node: str | None) -> Any:
 
 
 def configure_logging(
-    log_format: str = "json", node: str | None = None, buffered: bool = False
+    log_format: str = "json",
+    node: str | None = None,
+    buffered: bool = False,
+    stream: TextIO | None = None,
 ) -> None:
-    """Configure structlog for this process. Every event carries `node` when given."""
-    if log_format == "console":
+    """Configure structlog for this process, writing to `stream` (stdout).
+
+    `log_format` is `json`, `console` or `auto` (see `resolve_log_format`). Every event
+    carries `node` when given, `level` and `timestamp`, in either format."""
+    out = sys.stdout if stream is None else stream
+    if resolve_log_format(log_format, out) == "console":
         processors: list = [
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()),
+            structlog.dev.ConsoleRenderer(colors=use_colors(out)),
         ]
         if node:
             processors.insert(0, lambda _logger, _method, event: {"node": node, **event})
-        logger_factory: Any = structlog.PrintLoggerFactory(sys.stdout)
+        logger_factory: Any = structlog.PrintLoggerFactory(out)
     else:
         processors = [json_renderer(node)]
-        writer = BufferedLineWriter(sys.stdout.buffer, buffered)
+        writer = BufferedLineWriter(out.buffer, buffered)
         logger_factory = lambda *args: writer  # noqa: E731
     structlog.configure(
         processors=processors,
