@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from support.terminal import ANSI_ESCAPE, Terminal
 
 from replog.cli.commands.up import LineRelay, child_environment
 from replog.common.logs import configure_logging, resolve_log_format, use_colors
+from support.terminal import ANSI_ESCAPE, Terminal
 
 
 @pytest.fixture
