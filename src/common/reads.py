@@ -183,7 +183,70 @@ def event_bytes(message: PublicMessage) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (int(message["seq"] or 0), orjson.dumps(message))
 
 
-class StreamHandler(JsonHandler):
+class EventStreamHandler(JsonHandler):
+    """A Server-Sent Events answer that does not end: its headers, writes that track
+    the bytes the socket has not taken yet, and the end of a reader that falls too
+    far behind. Used by `GET /stream` here and the master's `GET /ui/events`.
+
+    `_waiter`, when set, is cancelled as the connection closes (the client went
+    away, or the node stops and closes its connections).
+    """
+
+    def initialize(self) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+        self._gone = False
+        # Bytes handed to the connection whose flush has not completed.
+        self._unflushed = 0
+        self._last_flush: asyncio.Future[None] | None = None
+
+    def _open_event_stream(self) -> None:
+        """Send the status and the event-stream headers, at once."""
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        self._send(b"")
+
+    async def _drain(self, limit: int) -> str | None:
+        """Before writing more: give the socket DRAIN_GRACE_SECONDS when over half of
+        `limit` bytes wait in it. None: write on; "client_closed": the reader is gone;
+        "slow": it still holds more than `limit` bytes, and its connection is now
+        closed (the caller logs it and ends)."""
+        if self._unflushed > limit // 2 and self._last_flush is not None:
+            # Give the socket a moment (a reader catching up reads fast).
+            await asyncio.wait({self._last_flush}, timeout=DRAIN_GRACE_SECONDS)
+            if self._gone:
+                return "client_closed"
+        if self._unflushed > limit:
+            connection = self.request.connection
+            if isinstance(connection, HTTP1Connection):
+                connection.close()
+            return "slow"
+        return None
+
+    def _send(self, chunk: bytes) -> None:
+        if self._gone:
+            return
+        if chunk:
+            self.write(chunk)
+        size = len(chunk)
+        self._unflushed += size
+        flushed = self.flush()
+        self._last_flush = flushed
+
+        def done(future: asyncio.Future[None], size: int = size) -> None:
+            self._unflushed -= size
+            if not future.cancelled() and future.exception() is not None:
+                self._gone = True  # the connection failed; on_connection_close follows
+
+        flushed.add_done_callback(done)
+
+    def on_connection_close(self) -> None:
+        self._gone = True
+        if self._waiter is not None:
+            self._waiter.cancel()
+
+
+class StreamHandler(EventStreamHandler):
     """`GET /stream?from=&read=` (or `Last-Event-ID`): every entry from there on, live,
     as Server-Sent Events, in seq order, no gaps, no duplicates.
 
@@ -197,43 +260,31 @@ class StreamHandler(JsonHandler):
 
     node: ReadableNode
 
-    def initialize(self, node: ReadableNode) -> None:
+    def initialize(self, node: ReadableNode) -> None:  # type: ignore[override]
+        super().initialize()
         self.node = node
-        self._waiter: asyncio.Future[None] | None = None
-        self._gone = False
-        # Bytes handed to the connection whose flush has not completed.
-        self._unflushed = 0
-        self._last_flush: asyncio.Future[None] | None = None
 
     async def get(self) -> None:
         read = parse_read(self)
         start = parse_stream_start(self, self.node, read)
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
-        self._send(b"")  # the status and headers, at once
+        self._open_event_stream()
         next_seq, sent, reason = start, 0, "client_closed"
         log.info("stream_reader_opened", peer=self.request.remote_ip, **{"from": start}, read=read)
         try:
             limit = self.node.read_config.stream_buffer_bytes
             while not self._gone:
                 if self.node.readable_seq(read) >= next_seq:
-                    if self._unflushed > limit // 2 and self._last_flush is not None:
-                        # Give the socket a moment (a reader catching up reads fast).
-                        await asyncio.wait({self._last_flush}, timeout=DRAIN_GRACE_SECONDS)
-                        if self._gone:
-                            break
-                    if self._unflushed > limit:
-                        reason = "slow"
+                    stop = await self._drain(limit)
+                    if stop == "client_closed":
+                        break
+                    if stop == "slow":
+                        reason = stop
                         log.warning(
                             "stream_reader_slow",
                             peer=self.request.remote_ip,
                             seq=next_seq - 1,
                             buffered_bytes=self._unflushed,
                         )
-                        connection = self.request.connection
-                        if isinstance(connection, HTTP1Connection):
-                            connection.close()
                         return
                     events = self._page(next_seq, read, max(limit // 4, 1))
                     self._send(b"".join(events))
@@ -272,25 +323,3 @@ class StreamHandler(JsonHandler):
             events.append(event)
             size += len(event)
         return events
-
-    def _send(self, chunk: bytes) -> None:
-        if self._gone:
-            return
-        if chunk:
-            self.write(chunk)
-        size = len(chunk)
-        self._unflushed += size
-        flushed = self.flush()
-        self._last_flush = flushed
-
-        def done(future: asyncio.Future[None], size: int = size) -> None:
-            self._unflushed -= size
-            if not future.cancelled() and future.exception() is not None:
-                self._gone = True  # the connection failed; on_connection_close follows
-
-        flushed.add_done_callback(done)
-
-    def on_connection_close(self) -> None:
-        self._gone = True
-        if self._waiter is not None:
-            self._waiter.cancel()

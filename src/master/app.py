@@ -11,6 +11,7 @@ from replog.common.reads import StreamHandler
 from replog.common.web import NotFoundHandler, OpenApiHandler
 from replog.master.handlers import HealthHandler, LogHandler, RegisterHandler, SecondaryHandler
 from replog.master.node import MasterNode
+from replog.master.ui import UiEventsHandler, UiHandler
 
 
 def make_app(node: MasterNode) -> tornado.web.Application:
@@ -20,6 +21,8 @@ def make_app(node: MasterNode) -> tornado.web.Application:
             (r"/register", RegisterHandler, {"node": node}),
             (r"/health", HealthHandler, {"node": node}),
             (r"/stream", StreamHandler, {"node": node}),
+            (r"/ui", UiHandler),
+            (r"/ui/events", UiEventsHandler, {"node": node}),
             *operation_routes(node),
             (r"/secondaries/([^/]+)", SecondaryHandler, {"node": node}),
             (OPENAPI_ROUTE, OpenApiHandler, {"document": document_bytes("master")}),

@@ -60,6 +60,7 @@ from replog.core.entry import Entry, PublicMessage
 from replog.core.limits import MAX_ADOPTED_EPOCH
 from replog.core.stream import MasterStream
 from replog.master.config import MasterConfig
+from replog.master.live import Changes, WriteStats
 from replog.master.recovery_fetch import FetchError, check_fetched, fetch_log
 from replog.master.replicator import LinkHost, SecondaryLink
 from replog.storage.node_store import NodeStore, StoreError, open_store
@@ -151,6 +152,9 @@ class MasterNode:
             health=HealthPolicy(config.suspect_after, config.unhealthy_after),
         )
         self.links: dict[str, Link] = {}
+        # The live page (GET /ui): rolling write stats, and a signal for its feeds.
+        self.write_stats = WriteStats()
+        self.changes = Changes()
         # Readers waiting for entries (GET /?wait=, GET /stream).
         self.readers = Readers(self.readable_seq)
         # The requests it dials to secondaries: the cluster token, and TLS verification.
@@ -290,6 +294,7 @@ class MasterNode:
         """The commit point advanced: wake majority readers, and let every link
         tell its secondary (a heartbeat when no append goes out)."""
         self.readers.notify()
+        self.changes.notify()
         for link in self.links.values():
             link.wake()
 
@@ -326,7 +331,9 @@ class MasterNode:
             self.metrics.write(metrics.TIMEOUT)
             raise
         result = metrics.DUPLICATE if outcome.all_duplicates else metrics.OK
-        self.metrics.write(result, self.clock() - started, request.w)
+        now = self.clock()
+        self.metrics.write(result, now - started, request.w)
+        self.write_stats.record(now, now - started)
         return outcome
 
     async def _write(
@@ -339,6 +346,7 @@ class MasterNode:
         self._log_appended(appended, request.w)
         # To the OS now; the store reports when it is durable (_durable).
         self.store.append([a.entry for a in appended if not a.duplicate])
+        self.changes.notify()
         # Secondaries hold contiguous prefixes: holding the last seq means holding all.
         last_seq = max(a.entry.seq for a in appended)
         waiter: asyncio.Future[Satisfied] = asyncio.get_running_loop().create_future()
@@ -414,8 +422,13 @@ class MasterNode:
         if self.log.durable_seq > before:
             # Local readers see it now (and majority ones, if it moved the commit point).
             self.readers.notify()
+            self.changes.notify()
             for link in self.links.values():
                 link.wake()
+
+    def acked(self, secondary_id: str) -> None:
+        """A secondary acknowledged more of the log (the live page shows it)."""
+        self.changes.notify()
 
     def resolve(self, satisfied: list[Satisfied]) -> None:
         """Answer the writers whose write concern is met (from the core's events)."""
@@ -503,6 +516,7 @@ class MasterNode:
                 log.warning("newer_epoch_reported", secondary=secondary_id, epoch=report.seen_epoch)
                 self._epoch_seen = report.seen_epoch
                 self.store.update_state(epoch=report.seen_epoch)
+        self.changes.notify()
         link = self.links.get(secondary_id)
         if link is None:
             link = self._link_factory(self, secondary_id, self.config)
@@ -535,6 +549,7 @@ class MasterNode:
             expected_secondaries=self.log.expected_secondaries,
         )
         self._check_health()  # quorum and N changed
+        self.changes.notify()
         self.metrics.forget(secondary_id)
         link = self.links.pop(secondary_id, None)
         if link is not None:
@@ -559,7 +574,10 @@ class MasterNode:
             await asyncio.sleep(self.config.heartbeat_interval)
 
     def _check_health(self) -> None:
-        for change in self.log.update_health(self.clock()):
+        changes = self.log.update_health(self.clock())
+        if changes:
+            self.changes.notify()
+        for change in changes:
             log.info(
                 "secondary_status",
                 secondary=change.secondary_id,
@@ -578,6 +596,7 @@ class MasterNode:
             else:
                 log.warning("read_only_entered", reason=reason, nodes_up=self.log.nodes_up)
             self._read_only_reason = reason
+            self.changes.notify()
 
     def _maybe_recover(self) -> None:
         if self.recovery is None or self.log.epoch is not None or self._recovering:

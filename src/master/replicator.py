@@ -91,6 +91,10 @@ class LinkHost(Protocol):
         """The commit point advanced: wake `read=majority` readers, tell every stream."""
         ...
 
+    def acked(self, secondary_id: str) -> None:
+        """The secondary acknowledged more of the log (for the live page's feed)."""
+        ...
+
 
 class Connection(Protocol):
     """One replication connection to a secondary, as the link uses it (Tornado's
@@ -363,6 +367,7 @@ class SecondaryLink:
             elif isinstance(effect, Committed):
                 self.host.committed()
             elif isinstance(effect, Progress):
+                self.host.acked(self.secondary_id)
                 log.info(
                     "ack",
                     secondary=self.secondary_id,
