@@ -48,10 +48,9 @@ def snapshot(node: MasterNode, master_url: str, wall_time: float) -> dict:
     now = node.clock()
     last_seq = log_.last_seq
     reason = log_.read_only_reason()
+    master_status = "ok" if reason is None else "read_only"
     if log_.epoch is None:
         master_status = "recovering"
-    else:
-        master_status = "ok" if reason is None else "read_only"
     nodes: list[dict] = [
         {
             "id": "master",

@@ -81,7 +81,7 @@ async def test_ui_is_one_self_contained_html_page(http_client, base_url):
     assert html.startswith("<!doctype html>")
     # No CDN, no external script, style, font or image: nothing but this page and its feed.
     assert not re.search(r"https?://", html)
-    assert "<script src" not in html and "<link rel=\"stylesheet\"" not in html
+    assert "<script src" not in html and '<link rel="stylesheet"' not in html
     # Messages are user data: never parsed as HTML.
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
         assert sink not in html
@@ -96,9 +96,7 @@ async def test_ui_events_snapshot_fields_and_update_after_a_write(
     assert feed.headers["content-type"] == "text/event-stream"
     assert feed.headers["cache-control"] == "no-cache"
     first = await feed.event()
-    assert set(first) == {
-        "time", "last_seq", "commit_seq", "read_only", "writes", "nodes", "tail"
-    }  # fmt: skip
+    assert set(first) == {"time", "last_seq", "commit_seq", "read_only", "writes", "nodes", "tail"}
     assert first["last_seq"] == 0 and first["commit_seq"] == 0 and first["read_only"] is None
     assert first["writes"] == {
         "rate_per_s": 0.0,
