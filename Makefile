@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test test-deps lint typecheck install install-test bench clean
+.PHONY: up test test-deps lint typecheck install install-test bench clean screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,14 +43,25 @@ typecheck: install-test
 test: lint test-deps
 	$(BIN)/pytest
 
-# System packages the tests use: libfaketime (a test steps a node's clock back).
-# Installed with apt-get as root (CI), or with passwordless sudo; otherwise that test skips.
+# System packages the tests use: libfaketime (a test steps a node's clock back), chromium and
+# chromium-driver (tests/browser: the live page in a headless browser).
+# Installed with apt-get as root (CI), or with passwordless sudo; otherwise those tests skip.
 test-deps:
 	@ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
 	  $$SUDO apt-get install -y -q libfaketime >/dev/null 2>&1 \
 	  || { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q libfaketime >/dev/null; } \
 	  || echo "make: could not install libfaketime; the clock test will be skipped"; }
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+	  || { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; } \
+	  || echo "make: could not install chromium; the browser tests will be skipped"; }
+
+# make screenshot: docs/ui.png, the live page of a local cluster (a slow secondary behind) at
+# 1280x800 in the same headless Chromium as tests/browser.
+screenshot: install-test test-deps
+	$(BIN)/python -m tools.screenshot_ui docs/ui.png
 
 # make bench: the benchmark (about 6.5 minutes): in-memory and durable clusters in the same run,
 # and the restart of a node holding 1,000,000 messages; prints tables, writes bench/results/*.json

@@ -355,6 +355,73 @@ SCHEMAS: dict[str, Schema] = {
         },
     ),
     "SecondaryRefusesWrites": _error(master={"type": "string", "description": "the master's URL"}),
+    "UiSnapshot": _object(
+        ["time", "last_seq", "commit_seq", "read_only", "writes", "nodes", "tail"],
+        {
+            "time": {"type": "number", "description": "the master's wall clock, Unix seconds"},
+            "last_seq": _COUNT,
+            "commit_seq": _COUNT,
+            "read_only": _nullable({"type": "string", "description": "why the master is"}),
+            "writes": _object(
+                ["rate_per_s", "latency_ms", "window_s"],
+                {
+                    "rate_per_s": {"type": "number", "minimum": 0},
+                    "latency_ms": _object(
+                        ["p50", "p99"],
+                        {
+                            "p50": _nullable({"type": "number", "minimum": 0}),
+                            "p99": _nullable({"type": "number", "minimum": 0}),
+                        },
+                    ),
+                    "window_s": _int(1),
+                },
+                description="writes answered 200 or 201 over the last window_s seconds",
+            ),
+            "nodes": {
+                "type": "array",
+                "description": "the master first, then each secondary",
+                "items": _object(
+                    ["id", "role", "url", "status", "acked_seq", "lag", "heartbeat_age_ms"],
+                    {
+                        "id": {"type": "string"},
+                        "role": {"type": "string", "enum": ["master", "secondary"]},
+                        "url": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "enum": [
+                                "ok",
+                                "read_only",
+                                "recovering",
+                                "healthy",
+                                "suspected",
+                                "unhealthy",
+                            ],
+                        },
+                        "acked_seq": {
+                            **_COUNT,
+                            "description": "it holds 1..acked_seq on disk (the master: "
+                            "its durable_seq)",
+                        },
+                        "lag": _COUNT,
+                        "heartbeat_age_ms": _nullable(_int(0)),
+                    },
+                ),
+            },
+            "tail": {
+                "type": "array",
+                "description": "the last 20 entries of the master's log (as GET / shows it)",
+                "items": _object(
+                    ["seq", "id", "message", "truncated"],
+                    {
+                        "seq": _SEQ,
+                        "id": _ref("ClientId"),
+                        "message": {"type": "string", "description": "its first 200 characters"},
+                        "truncated": {"type": "boolean"},
+                    },
+                ),
+            },
+        },
+    ),
     "Live": _object(["live"], {"live": {"const": True}}),
     "Ready": _object(["ready"], {"ready": {"const": True}}),
     "NotReady": _error(
@@ -579,6 +646,46 @@ def _master_paths() -> dict[str, Any]:
         },
         "/health": {"get": _health("master")},
         "/stream": {"get": _stream("master")},
+        "/ui": {
+            "get": _operation(
+                "livePage",
+                "The live cluster page (HTML; README: Operations)",
+                {
+                    "200": {
+                        "description": "one self-contained HTML page",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            )
+        },
+        "/ui/events": {
+            "get": _operation(
+                "livePageEvents",
+                "Snapshots of the cluster as Server-Sent Events (`event: snapshot`), at once, "
+                "after each change (at most every 200 ms), and every second",
+                {
+                    "200": {
+                        "description": "the event stream (it does not end)",
+                        "content": {
+                            "text/event-stream": {
+                                "schema": _object(
+                                    ["event", "data"],
+                                    {
+                                        "event": {"const": "snapshot"},
+                                        "data": {
+                                            "type": "string",
+                                            "contentMediaType": JSON,
+                                            "description": "a UiSnapshot",
+                                        },
+                                    },
+                                    description="one event per snapshot",
+                                )
+                            }
+                        },
+                    }
+                },
+            )
+        },
         "/register": {
             "post": _operation(
                 "registerSecondary",

@@ -81,7 +81,7 @@ NOTHING_TO_NEGATE = {"master DELETE /secondaries/{id}"}
 # whatever unknown parameters it carries: each would hold the fuzzer until a
 # timeout. Not fuzzed; tests/integration/test_reads.py reads real streams and
 # checks their refusals (bad from, read, Last-Event-ID).
-NEVER_ENDS = {"master GET /stream", "secondary GET /stream"}
+NEVER_ENDS = {"master GET /stream", "secondary GET /stream", "master GET /ui/events"}
 # Long polls (`GET /?wait=`) end this soon on the fuzzed nodes (--max-wait).
 MAX_WAIT = "0.05"
 

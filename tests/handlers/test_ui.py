@@ -6,15 +6,24 @@ import asyncio
 import json
 import re
 
+import jsonschema
 import pytest
 from tornado.iostream import IOStream
 from tornado.tcpclient import TCPClient
 
+from replog.common.openapi import document
 from replog.master.app import make_app
 from replog.master.ui import TAIL_ENTRIES, TAIL_MESSAGE_CHARS
 from support import masters
 
 XSS = "<img src=x onerror=alert(1)>"
+
+
+def check_documented(snap: dict) -> None:
+    """`snap` is what the master's OpenAPI document says a snapshot is."""
+    components = document("master")["components"]
+    schema = {"$ref": "#/components/schemas/UiSnapshot", "components": components}
+    jsonschema.Draft202012Validator(schema).validate(snap)
 
 
 @pytest.fixture
@@ -116,6 +125,7 @@ async def test_ui_events_snapshot_fields_and_update_after_a_write(
         assert set(n) == {"id", "role", "url", "status", "acked_seq", "lag", "heartbeat_age_ms"}
         assert n["status"] == "healthy" and n["acked_seq"] == 0 and n["heartbeat_age_ms"] >= 0
     assert first["tail"] == []
+    check_documented(first)
 
     assert await post(http_client, base_url, {"message": XSS, "w": 1, "id": "x"}) == 201
     snap = await feed.until(lambda s: s["tail"])
@@ -127,6 +137,7 @@ async def test_ui_events_snapshot_fields_and_update_after_a_write(
     assert [n["lag"] for n in snap["nodes"][1:]] == [1, 1]
     assert snap["writes"]["rate_per_s"] > 0
     assert snap["writes"]["latency_ms"]["p50"] is not None
+    check_documented(snap)
     feed.stream.close()
 
 

@@ -98,6 +98,8 @@ def test_each_role_documents_its_own_operations():
         "/": {"get", "post"},
         "/health": {"get"},
         "/stream": {"get"},
+        "/ui": {"get"},
+        "/ui/events": {"get"},
         "/register": {"post"},
         "/secondaries/{id}": {"delete"},
         **PROBES,
@@ -153,9 +155,12 @@ def test_internal_operations_need_the_token_and_every_error_is_json(role):
             for status, answer in op["responses"].items():
                 if status == "101":
                     continue  # the WebSocket upgrade has no body
-                if path == "/stream" and status == "200":
+                if path in ("/stream", "/ui/events") and status == "200":
                     assert list(answer["content"]) == ["text/event-stream"]
                     continue  # the event stream
+                if path == "/ui" and status == "200":
+                    assert list(answer["content"]) == ["text/html"]
+                    continue  # the live page
                 if path == "/metrics" and status == "200":
                     assert list(answer["content"]) == ["text/plain"]
                     continue  # the Prometheus text format
