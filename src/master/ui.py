@@ -77,15 +77,17 @@ def snapshot(node: MasterNode, master_url: str, wall_time: float) -> dict:
             }
         )
     visible = log_.visible_seq
-    tail = [
-        {
-            "seq": m["seq"],
-            "id": m["id"],
-            "message": m["message"][:TAIL_MESSAGE_CHARS],
-            "truncated": len(m["message"]) > TAIL_MESSAGE_CHARS,
-        }
-        for m in log_.public_page(max(1, visible - TAIL_ENTRIES + 1), TAIL_ENTRIES)
-    ]
+    tail = []
+    for m in log_.public_page(max(1, visible - TAIL_ENTRIES + 1), TAIL_ENTRIES):
+        message = str(m["message"])
+        tail.append(
+            {
+                "seq": m["seq"],
+                "id": m["id"],
+                "message": message[:TAIL_MESSAGE_CHARS],
+                "truncated": len(message) > TAIL_MESSAGE_CHARS,
+            }
+        )
     return {
         "time": round(wall_time, 3),
         "last_seq": last_seq,
