@@ -327,6 +327,7 @@ def test_fuzz_both_nodes_from_their_documents(
         "master GET /metrics",
         "master GET /livez",
         "master GET /readyz",
+        "master GET /ui",
         "secondary GET /",
         "secondary POST /",
         "secondary GET /health",
