@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 
 import jsonschema
 import pytest
+from structlog.testing import capture_logs
 from tornado.iostream import IOStream
 from tornado.tcpclient import TCPClient
 
+from replog.common.config import ReadConfig
 from replog.common.openapi import document
+from replog.master import ui
 from replog.master.app import make_app
 from replog.master.ui import TAIL_ENTRIES, TAIL_MESSAGE_CHARS
 from support import masters
@@ -27,8 +31,9 @@ def check_documented(snap: dict) -> None:
 
 
 @pytest.fixture
-def node():
-    return masters.open_master()
+def node(request):
+    """An open master; `request.param`: more MasterConfig fields."""
+    return masters.open_master(**getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -179,3 +184,32 @@ async def test_ui_events_reader_that_leaves_is_forgotten(http_client, base_url, 
     while len(node.changes) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)
     assert len(node.changes) == 0
+
+
+@pytest.mark.parametrize("node", [{"reads": ReadConfig(stream_buffer_bytes=65536)}], indirect=True)
+@pytest.mark.gen_test(timeout=30)
+async def test_ui_events_reader_that_does_not_read_is_disconnected(
+    http_client, base_url, http_port, node, monkeypatch
+):
+    """Bounded like GET /stream (common.reads.EventStreamHandler): a reader with more than
+    --stream-buffer-bytes written and not taken is cut off, and the master serves on."""
+    # Snapshots as fast as the loop turns: the socket fills in moments, not minutes.
+    monkeypatch.setattr(ui, "MIN_INTERVAL_S", 0.0)
+    monkeypatch.setattr(ui, "REFRESH_S", 0.0)
+    for i in range(TAIL_ENTRIES):
+        assert await post(http_client, base_url, {"message": f"{i}" * 300, "w": 1}) == 201
+    with capture_logs() as logs:
+        stream = await TCPClient().connect("127.0.0.1", http_port)
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await stream.write(b"GET /ui/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not any(e["event"] == "ui_reader_closed" for e in logs):
+            assert loop.time() < deadline, "the reader was never judged slow"
+            await asyncio.sleep(0.01)
+        stream.close()
+    (slow,) = [e for e in logs if e["event"] == "ui_reader_slow"]
+    assert slow["buffered_bytes"] > 65536
+    (closed,) = [e for e in logs if e["event"] == "ui_reader_closed"]
+    assert closed["reason"] == "slow"
+    assert await post(http_client, base_url, {"message": "after", "w": 1}) == 201
