@@ -135,6 +135,7 @@ def test_replog_up_piped_prefixes_every_json_line_with_its_node(tmp_path):
         assert {"listening", "stopping", "stopped"} <= seen[name], name  # drained at shutdown
     assert "write_concern_met" in seen["master"] and "applied" in seen["secondary_slow"]
     assert any(line.startswith("replog up: started") for line in err)
+    assert any(re.fullmatch(r"replog up: live cluster page: http://[\d.]+:\d+/ui", e) for e in err)
     assert "\x1b[" not in "".join(out + err)
 
 

@@ -194,7 +194,12 @@ def child_environment(token: str, colors: bool) -> dict[str, str]:
     return env
 
 
-def run_cluster(specs: list[NodeSpec], prefix: bool = True, colors: bool | None = None) -> int:
+def run_cluster(
+    specs: list[NodeSpec],
+    prefix: bool = True,
+    colors: bool | None = None,
+    master_url: str | None = None,
+) -> int:
     """Run the nodes until Ctrl-C / SIGTERM or until one of them exits.
 
     A new random cluster token each run, given to every node through its environment.
@@ -232,6 +237,8 @@ def run_cluster(specs: list[NodeSpec], prefix: bool = True, colors: bool | None 
         f"started {', '.join(procs)}; Ctrl-C stops them. Cluster token (internal "
         f"endpoints only, clients need none) in {TOKEN_FILE}"
     )
+    if master_url is not None:
+        say(f"live cluster page: {master_url}/ui")
     exit_code = 0
     while not stop_requested:
         exited = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
@@ -310,4 +317,6 @@ def run(args: argparse.Namespace) -> int:
     specs = cluster_specs(args.host, args.port, args.slow_delay, log_format)
     if args.fresh:
         wipe_data(specs)
-    return run_cluster(specs, prefix=getattr(args, "prefix", True))
+    return run_cluster(
+        specs, prefix=getattr(args, "prefix", True), master_url=f"http://{args.host}:{args.port}"
+    )
