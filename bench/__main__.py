@@ -33,6 +33,11 @@ Readers, on durable clusters (and in-memory for the idle readers):
 - writes/s at w=2 with 16 clients, with 1,000 idle long polls held on the
   master (bench.idle_readers) and without, runs alternating.
 
+The metrics' cost: writes/s at w=2 with 16 clients on clusters with metrics (the
+product), without (every node started through bench.no_metrics_node, which
+replaces NodeMetrics with a no-op), and with metrics while every node's
+/metrics is scraped each second; runs interleaved, in-memory and durable.
+
 `--parts` picks what to measure (e.g. `--parts stream,idle` for the readers alone).
 
 After every load run it checks that every node durably holds exactly the
@@ -54,6 +59,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -88,12 +94,19 @@ TARGET_RESTART_S = 3.0
 TARGET_RESTART_MESSAGES = 1_000_000
 # Stream delay: sequential writes at each of these w, read on a secondary's GET /stream.
 STREAM_DELAY_W = (1, 2)
-PARTS = ("writes", "reads", "stream", "idle", "restart")
+PARTS = ("writes", "reads", "stream", "idle", "metrics", "restart")
 # Idle long-poll readers: the write load they are measured under, and how long each waits
 # (the nodes' default --max-wait: each answers once in that time and is re-armed).
 IDLE_READERS_W = 2
 IDLE_READERS_CLIENTS = 16
 IDLE_READER_WAIT_S = 30
+# The metrics' cost (the issue: < 3% of throughput at 16 clients): w=2, 16 clients, on
+# clusters with metrics, without (bench.no_metrics_node), and with metrics scraped.
+METRICS_W = 2
+METRICS_CLIENTS = 16
+METRICS_TARGET_OVERHEAD_PCT = 3.0
+SCRAPE_INTERVAL_S = 1.0
+METRICS_VARIANTS = ("off", "on", "scraped")
 
 _started = time.monotonic()
 
@@ -103,8 +116,10 @@ def progress(text: str) -> None:
 
 
 @contextmanager
-def cluster_of(workdir: Path, secondaries: int, storage: str, report: dict):  # type: ignore[no-untyped-def]
-    cluster = Cluster(workdir, storage)
+def cluster_of(  # type: ignore[no-untyped-def]
+    workdir: Path, secondaries: int, storage: str, report: dict, *, metrics: bool = True
+):
+    cluster = Cluster(workdir, storage, metrics=metrics)
     try:
         master = cluster.master(secondaries)
         nodes = [cluster.secondary(f"s{i + 1}", master) for i in range(secondaries)]
@@ -598,6 +613,163 @@ def measure_idle_readers(args: argparse.Namespace, workdir: Path, report: dict) 
     )
 
 
+class Scraper(threading.Thread):
+    """GETs every node's /metrics every `interval` seconds, as Prometheus would, until stopped."""
+
+    def __init__(self, procs: list[Proc], interval: float = SCRAPE_INTERVAL_S) -> None:
+        super().__init__(daemon=True)
+        self.urls = [p.url + "/metrics" for p in procs]
+        self.interval = interval
+        self.halt = threading.Event()
+        self.scrapes = 0
+        self.failures: list[str] = []
+        self.ms: list[float] = []
+        self.body_bytes = 0
+
+    def run(self) -> None:
+        while True:
+            for url in self.urls:
+                started = time.perf_counter()
+                try:
+                    resp = http.attempt("GET", url, timeout=10)
+                except (OSError, http.RequestFailed) as exc:
+                    self.failures.append(f"{url}: {exc}")
+                    continue
+                self.ms.append((time.perf_counter() - started) * 1000)
+                if resp.status != 200 or b"replog_log_last_seq" not in resp.raw:
+                    self.failures.append(f"{url}: {resp.status} {resp.raw[:100]!r}")
+                self.scrapes += 1
+                self.body_bytes = max(self.body_bytes, len(resp.raw))
+            if self.halt.wait(self.interval):
+                return
+
+    def finish(self) -> dict:
+        self.halt.set()
+        self.join(30)
+        if self.failures or not self.scrapes:
+            raise BenchFailure(f"/metrics scrapes failed: {self.failures[:3]}")
+        ms = sorted(self.ms)
+        return {
+            "scrapes": self.scrapes,
+            "scrape_ms_p50": round(ms[len(ms) // 2], 3),
+            "scrape_ms_max": round(ms[-1], 3),
+            "body_bytes_max": self.body_bytes,
+        }
+
+
+def writes_ok_counted(master: Proc) -> float:
+    """`replog_writes_total{result="ok"}` as the master's /metrics shows it."""
+    for line in http.attempt("GET", master.url + "/metrics", timeout=10).raw.splitlines():
+        if line.startswith(b'replog_writes_total{result="ok"}'):
+            return float(line.split()[-1])
+    raise BenchFailure('the master\'s /metrics has no replog_writes_total{result="ok"}')
+
+
+def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> None:
+    """Writes/s (16 clients, w=2) with metrics on, off (bench.no_metrics_node) and on while
+    every node is scraped each second; runs of the three interleaved, their order rotating
+    round by round, on an in-memory and a durable cluster pair."""
+    with ExitStack() as stack:
+        clusters = {
+            (s, on): stack.enter_context(
+                cluster_of(
+                    workdir / f"metrics-{s}-{'on' if on else 'off'}", 2, s, report, metrics=on
+                )
+            )
+            for s in STORAGES
+            for on in (True, False)
+        }
+        for storage in STORAGES:  # off is off: an empty /metrics; on counts
+            off_master = clusters[(storage, False)][1]
+            if http.attempt("GET", off_master.url + "/metrics", timeout=10).raw:
+                raise BenchFailure("bench.no_metrics_node: the node still has metrics")
+        acked: dict[tuple[str, bool], dict[str, int]] = {key: {} for key in clusters}
+        runs: dict[tuple[str, str], list[dict]] = {
+            (s, v): [] for s in STORAGES for v in METRICS_VARIANTS
+        }
+        for key, (_cluster, master, nodes) in clusters.items():
+            # Warm-up, not counted: a fresh cluster's first run is slower (connections,
+            # first allocations), and "off" would otherwise always pay it in round 1.
+            checked_run(
+                key[0],
+                master,
+                nodes,
+                acked[key],
+                concurrency=METRICS_CLIENTS,
+                duration=1.0,
+                w=METRICS_W,
+                run=f"metrics-warmup-{key[0]}-{key[1]}",
+                payload=args.payload,
+            )
+        for attempt in range(args.repeat):
+            for storage in storage_order(attempt):
+                shift = attempt % len(METRICS_VARIANTS)
+                for variant in METRICS_VARIANTS[shift:] + METRICS_VARIANTS[:shift]:
+                    key = (storage, variant != "off")
+                    _cluster, master, nodes = clusters[key]
+                    scraper = Scraper([master, *nodes]) if variant == "scraped" else None
+                    if scraper is not None:
+                        scraper.start()
+                    try:
+                        result = checked_run(
+                            storage,
+                            master,
+                            nodes,
+                            acked[key],
+                            concurrency=METRICS_CLIENTS,
+                            duration=args.duration,
+                            w=METRICS_W,
+                            run=f"metrics-{storage}-{variant}-{attempt}",
+                            payload=args.payload,
+                        )
+                    finally:
+                        scraped = scraper.finish() if scraper is not None else None
+                    if scraped is not None:
+                        result["scrapes"] = scraped
+                    runs[(storage, variant)].append(result)
+        for storage in STORAGES:  # every acknowledged write of the "on" cluster was counted
+            counted = writes_ok_counted(clusters[(storage, True)][1])
+            if counted != len(acked[(storage, True)]):
+                raise BenchFailure(
+                    f"{storage}: /metrics counts {counted:.0f} ok writes, "
+                    f"{len(acked[(storage, True)])} were acknowledged"
+                )
+        report["metrics_cost"] = []
+        for storage in STORAGES:
+            medians = {v: median_run(runs[(storage, v)]) for v in METRICS_VARIANTS}
+            off, on, scraped = (medians[v]["requests_per_s"] for v in METRICS_VARIANTS)
+            # Each round's on/off: the spread of the ratio, round by round.
+            paired = sorted(
+                round(a["requests_per_s"] / b["requests_per_s"], 3)
+                for a, b in zip(runs[(storage, "on")], runs[(storage, "off")], strict=True)
+            )
+            report["metrics_cost"].append(
+                {
+                    "storage": storage,
+                    "w": METRICS_W,
+                    "concurrency": METRICS_CLIENTS,
+                    **medians,
+                    "on_vs_off": round(on / off, 3),
+                    "overhead_pct": round((1 - on / off) * 100, 1),
+                    "rounds_on_vs_off": paired,
+                    "scraped_vs_on": round(scraped / on, 3),
+                    "scraped_vs_off": round(scraped / off, 3),
+                }
+            )
+    progress(
+        f"metrics, w={METRICS_W} c={METRICS_CLIENTS}: "
+        + "; ".join(
+            f"{STORAGE_LABEL[s]} "
+            + ", ".join(
+                f"{v} {[round(r['requests_per_s']) for r in runs[(s, v)]]}"
+                for v in METRICS_VARIANTS
+            )
+            + " writes/s"
+            for s in STORAGES
+        )
+    )
+
+
 def measure_restart(args: argparse.Namespace, workdir: Path, report: dict) -> None:
     n = args.restart_messages
     api = restart.through_api(workdir / "restart", n, args.repeat)
@@ -636,6 +808,8 @@ def run(args: argparse.Namespace, report: dict) -> None:
         measure_stream_delay(args, workdir, report)
     if "idle" in args.parts:
         measure_idle_readers(args, workdir, report)
+    if "metrics" in args.parts:
+        measure_metrics(args, workdir, report)
     if args.restart_messages and "restart" in args.parts:
         measure_restart(args, workdir, report)
     report["elapsed_s"] = round(time.monotonic() - _started, 1)
@@ -802,6 +976,8 @@ def table(report: dict) -> str:
         lines += read_lines(report)
     if "stream_delay" in report or "idle_readers" in report:
         lines += ["", *reader_rows(report)]
+    if "metrics_cost" in report:
+        lines += ["", *metrics_rows(report)]
     if "restart" in report:
         lines += restart_lines(report)
     lines += ["", *issue_lines(report)]
@@ -904,6 +1080,41 @@ def reader_rows(report: dict) -> list[str]:
             "process, each re-armed when it answers; attached as the master counts its "
             "sockets, before and after every run."
         )
+    return lines
+
+
+def metrics_rows(report: dict) -> list[str]:
+    lines = [
+        f"| metrics, w={METRICS_W}, {METRICS_CLIENTS} clients | storage | off writes/s "
+        "| on writes/s | on / off (rounds) | overhead | target | scraped writes/s "
+        "| scraped / on | p50 ms off / on / scraped |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["metrics_cost"]:
+        off, on, scraped = (r[v] for v in METRICS_VARIANTS)
+        ok = r["overhead_pct"] < METRICS_TARGET_OVERHEAD_PCT
+        lines.append(
+            f"| median of {len(off['runs_requests_per_s'])} | {STORAGE_LABEL[r['storage']]} | "
+            f"{off['requests_per_s']:.0f} | {on['requests_per_s']:.0f} | "
+            f"{r['on_vs_off']:.3f}x ({', '.join(f'{x:.2f}' for x in r['rounds_on_vs_off'])}) | "
+            f"{r['overhead_pct']:+.1f}% | < {METRICS_TARGET_OVERHEAD_PCT:.0f}% {verdict(ok)} | "
+            f"{scraped['requests_per_s']:.0f} | {r['scraped_vs_on']:.3f}x | "
+            f"{off['p50_ms']} / {on['p50_ms']} / {scraped['p50_ms']} |"
+        )
+    for r in report["metrics_cost"]:
+        off, on, scraped = (r[v] for v in METRICS_VARIANTS)
+        s = scraped["scrapes"]
+        lines.append(
+            f"{STORAGE_LABEL[r['storage']]} runs, writes/s: off {off['runs_requests_per_s']}, "
+            f"on {on['runs_requests_per_s']}, scraped {scraped['runs_requests_per_s']}; "
+            f"scrapes of the median scraped run: {s['scrapes']} (3 nodes, every "
+            f"{SCRAPE_INTERVAL_S:g} s), p50 {s['scrape_ms_p50']} ms, max {s['scrape_ms_max']} ms, "
+            f"{s['body_bytes_max']} bytes"
+        )
+    lines.append(
+        "off: every node started through bench.no_metrics_node (NodeMetrics replaced by a "
+        "no-op); overhead = 1 - on / off; runs interleaved, their order rotating each round."
+    )
     return lines
 
 

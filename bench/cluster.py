@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import signal
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from tools.harness import http, net
 from tools.harness.process import BIN, NodeProcess, stop_all
 from tools.harness.waiting import WaitFailed, wait_until
 
+ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.5"
 MEMORY = "memory"
 DURABLE = "durable"
@@ -97,6 +99,8 @@ class Cluster:
     # As a real deployment runs: internal endpoints need the token (given through the
     # environment, out of `ps`), so the nodes log no `no_cluster_token` warning.
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    # False: every node runs through bench.no_metrics_node (metrics replaced by a no-op).
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -109,15 +113,24 @@ class Cluster:
             return ["--in-memory"]
         return ["--data-dir", str(self.data_dir(name)), "--fsync", "always"]
 
+    def command(self, role: str) -> list[str]:
+        """How a node of `role` starts: its installed entry point, or without metrics."""
+        if self.metrics:
+            return [str(BIN / f"replog-{role}")]
+        return [sys.executable, "-m", "bench.no_metrics_node", role]
+
     def start(self, name: str, argv: list[str]) -> Proc:
         port = argv[argv.index("--port") + 1]
         url = f"http://{HOST}:{port}"
+        env = {"REPLOG_CLUSTER_TOKEN": self.token}
+        if not self.metrics:  # the node runs in its log's folder: bench is found from ROOT
+            env["PYTHONPATH"] = str(ROOT)
         proc = Proc(
             name,
             argv,
             url,
             self.workdir / f"{name}.log",
-            env={"REPLOG_CLUSTER_TOKEN": self.token},
+            env=env,
             drop_env_prefix=DROP_ENV_PREFIX,
         )
         self.procs.append(proc.start())
@@ -128,7 +141,7 @@ class Cluster:
 
     def master_argv(self, expected: int, extra: list[str] | None = None) -> list[str]:
         return [
-            str(BIN / "replog-master"),
+            *self.command("master"),
             "--host",
             HOST,
             "--port",
@@ -141,7 +154,7 @@ class Cluster:
 
     def secondary(self, name: str, master: Proc) -> Proc:
         argv = [
-            str(BIN / "replog-secondary"),
+            *self.command("secondary"),
             "--host",
             HOST,
             "--port",
