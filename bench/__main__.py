@@ -754,6 +754,14 @@ def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> No
                     "rounds_on_vs_off": paired,
                     "scraped_vs_on": round(scraped / on, 3),
                     "scraped_vs_off": round(scraped / off, 3),
+                    # CPU per request of every node (summed), median over each variant's runs:
+                    # steadier than writes/s on a shared machine.
+                    "cpu_us_per_request": {
+                        v: statistics.median(
+                            sum(r["cpu_us_per_request"].values()) for r in runs[(storage, v)]
+                        )
+                        for v in METRICS_VARIANTS
+                    },
                 }
             )
     progress(
@@ -1087,19 +1095,21 @@ def metrics_rows(report: dict) -> list[str]:
     lines = [
         f"| metrics, w={METRICS_W}, {METRICS_CLIENTS} clients | storage | off writes/s "
         "| on writes/s | on / off (rounds) | overhead | target | scraped writes/s "
-        "| scraped / on | p50 ms off / on / scraped |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| scraped / on | p50 ms off / on / scraped | node CPU us/request off / on / scraped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["metrics_cost"]:
         off, on, scraped = (r[v] for v in METRICS_VARIANTS)
         ok = r["overhead_pct"] < METRICS_TARGET_OVERHEAD_PCT
+        cpu_us = " / ".join(f"{r['cpu_us_per_request'][v]:.0f}" for v in METRICS_VARIANTS)
         lines.append(
             f"| median of {len(off['runs_requests_per_s'])} | {STORAGE_LABEL[r['storage']]} | "
             f"{off['requests_per_s']:.0f} | {on['requests_per_s']:.0f} | "
             f"{r['on_vs_off']:.3f}x ({', '.join(f'{x:.2f}' for x in r['rounds_on_vs_off'])}) | "
             f"{r['overhead_pct']:+.1f}% | < {METRICS_TARGET_OVERHEAD_PCT:.0f}% {verdict(ok)} | "
             f"{scraped['requests_per_s']:.0f} | {r['scraped_vs_on']:.3f}x | "
-            f"{off['p50_ms']} / {on['p50_ms']} / {scraped['p50_ms']} |"
+            f"{off['p50_ms']} / {on['p50_ms']} / {scraped['p50_ms']} | "
+            f"{cpu_us} |"
         )
     for r in report["metrics_cost"]:
         off, on, scraped = (r[v] for v in METRICS_VARIANTS)
@@ -1113,7 +1123,8 @@ def metrics_rows(report: dict) -> list[str]:
         )
     lines.append(
         "off: every node started through bench.no_metrics_node (NodeMetrics replaced by a "
-        "no-op); overhead = 1 - on / off; runs interleaved, their order rotating each round."
+        "no-op); overhead = 1 - on / off; runs interleaved, their order rotating each round; "
+        "node CPU: master + both secondaries, median over the runs."
     )
     return lines
 
