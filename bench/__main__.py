@@ -61,6 +61,7 @@ import sys
 import tempfile
 import threading
 import time
+import timeit
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -80,6 +81,8 @@ from bench.cluster import (
     wait_for,
 )
 from bench.idle_readers import FAR_SEQ, raise_fd_limit
+from replog.common import metrics
+from replog.common.metrics import NodeMetrics
 from tools.harness import http
 from tools.harness.process import NodeProcess
 
@@ -665,6 +668,34 @@ def writes_ok_counted(master: Proc) -> float:
     raise BenchFailure('the master\'s /metrics has no replog_writes_total{result="ok"}')
 
 
+def metrics_call_costs(repeat: int = 200_000) -> dict:
+    """Microseconds per call of what the nodes feed their metrics, timed in this process.
+
+    Per write request a node pays at most: the master one `write` (outcome and latency), one
+    batch observation per secondary (a batch carries one or more entries) and one sync
+    observation (a group commit covers one or more); a secondary one batch and one sync
+    observation. So the per-request bound is the master's plus each secondary's."""
+    node = NodeMetrics("master")
+    calls = {
+        "write_us": lambda: node.write(metrics.OK, 0.004, 2),
+        "batch_observe_us": lambda: node.batch_entries.observe(9),
+        "fsync_observe_us": lambda: node.fsync_seconds.observe(0.0003),
+    }
+    costs = {
+        name: round(min(timeit.repeat(call, number=repeat, repeat=3)) / repeat * 1e6, 3)
+        for name, call in calls.items()
+    }
+    batch, sync = costs["batch_observe_us"], costs["fsync_observe_us"]
+    secondaries = 2
+    costs["bound_us_per_request"] = {
+        MEMORY: round(costs["write_us"] + secondaries * batch + secondaries * batch, 2),
+        DURABLE: round(
+            costs["write_us"] + secondaries * batch + sync + secondaries * (batch + sync), 2
+        ),
+    }
+    return costs
+
+
 def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> None:
     """Writes/s (16 clients, w=2) with metrics on, off (bench.no_metrics_node) and on while
     every node is scraped each second; runs of the three interleaved, their order rotating
@@ -734,6 +765,7 @@ def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> No
                     f"{storage}: /metrics counts {counted:.0f} ok writes, "
                     f"{len(acked[(storage, True)])} were acknowledged"
                 )
+        report["metrics_calls"] = calls = metrics_call_costs()
         report["metrics_cost"] = []
         for storage in STORAGES:
             medians = {v: median_run(runs[(storage, v)]) for v in METRICS_VARIANTS}
@@ -752,10 +784,12 @@ def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> No
                     "on_vs_off": round(on / off, 3),
                     "overhead_pct": round((1 - on / off) * 100, 1),
                     "rounds_on_vs_off": paired,
+                    "rounds_on_vs_off_median": statistics.median(paired),
                     "scraped_vs_on": round(scraped / on, 3),
                     "scraped_vs_off": round(scraped / off, 3),
                     # CPU per request of every node (summed), median over each variant's runs:
                     # steadier than writes/s on a shared machine.
+                    "calls_bound_us_per_request": calls["bound_us_per_request"][storage],
                     "cpu_us_per_request": {
                         v: statistics.median(
                             sum(r["cpu_us_per_request"].values()) for r in runs[(storage, v)]
@@ -1105,7 +1139,8 @@ def metrics_rows(report: dict) -> list[str]:
         lines.append(
             f"| median of {len(off['runs_requests_per_s'])} | {STORAGE_LABEL[r['storage']]} | "
             f"{off['requests_per_s']:.0f} | {on['requests_per_s']:.0f} | "
-            f"{r['on_vs_off']:.3f}x ({', '.join(f'{x:.2f}' for x in r['rounds_on_vs_off'])}) | "
+            f"{r['on_vs_off']:.3f}x (rounds: median {r['rounds_on_vs_off_median']:.2f} of "
+            f"{', '.join(f'{x:.2f}' for x in r['rounds_on_vs_off'])}) | "
             f"{r['overhead_pct']:+.1f}% | < {METRICS_TARGET_OVERHEAD_PCT:.0f}% {verdict(ok)} | "
             f"{scraped['requests_per_s']:.0f} | {r['scraped_vs_on']:.3f}x | "
             f"{off['p50_ms']} / {on['p50_ms']} / {scraped['p50_ms']} | "
@@ -1121,6 +1156,18 @@ def metrics_rows(report: dict) -> list[str]:
             f"{SCRAPE_INTERVAL_S:g} s), p50 {s['scrape_ms_p50']} ms, max {s['scrape_ms_max']} ms, "
             f"{s['body_bytes_max']} bytes"
         )
+    c = report["metrics_calls"]
+    lines.append(
+        f"metrics calls, timed in the bench process: write {c['write_us']} us, batch observe "
+        f"{c['batch_observe_us']} us, fsync observe {c['fsync_observe_us']} us; per request at "
+        "most (master + 2 secondaries): "
+        + ", ".join(
+            f"{STORAGE_LABEL[r['storage']]} {r['calls_bound_us_per_request']} us = "
+            f"{r['calls_bound_us_per_request'] / r['cpu_us_per_request']['off'] * 100:.1f}% of "
+            "the nodes' CPU per request without metrics"
+            for r in report["metrics_cost"]
+        )
+    )
     lines.append(
         "off: every node started through bench.no_metrics_node (NodeMetrics replaced by a "
         "no-op); overhead = 1 - on / off; runs interleaved, their order rotating each round; "
