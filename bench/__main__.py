@@ -699,22 +699,22 @@ def metrics_call_costs(repeat: int = 200_000) -> dict:
 def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> None:
     """Writes/s (16 clients, w=2) with metrics on, off (bench.no_metrics_node) and on while
     every node is scraped each second; runs of the three interleaved, their order rotating
-    round by round, on an in-memory and a durable cluster pair."""
+    round by round, each on a cluster of its own, in-memory and durable."""
     with ExitStack() as stack:
+        # A cluster per variant: each gets the same writes (a log twice as long must not
+        # weigh on one side).
         clusters = {
-            (s, on): stack.enter_context(
-                cluster_of(
-                    workdir / f"metrics-{s}-{'on' if on else 'off'}", 2, s, report, metrics=on
-                )
+            (s, v): stack.enter_context(
+                cluster_of(workdir / f"metrics-{s}-{v}", 2, s, report, metrics=v != "off")
             )
             for s in STORAGES
-            for on in (True, False)
+            for v in METRICS_VARIANTS
         }
         for storage in STORAGES:  # off is off: an empty /metrics; on counts
-            off_master = clusters[(storage, False)][1]
+            off_master = clusters[(storage, "off")][1]
             if http.attempt("GET", off_master.url + "/metrics", timeout=10).raw:
                 raise BenchFailure("bench.no_metrics_node: the node still has metrics")
-        acked: dict[tuple[str, bool], dict[str, int]] = {key: {} for key in clusters}
+        acked: dict[tuple[str, str], dict[str, int]] = {key: {} for key in clusters}
         runs: dict[tuple[str, str], list[dict]] = {
             (s, v): [] for s in STORAGES for v in METRICS_VARIANTS
         }
@@ -736,7 +736,7 @@ def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> No
             for storage in storage_order(attempt):
                 shift = attempt % len(METRICS_VARIANTS)
                 for variant in METRICS_VARIANTS[shift:] + METRICS_VARIANTS[:shift]:
-                    key = (storage, variant != "off")
+                    key = (storage, variant)
                     _cluster, master, nodes = clusters[key]
                     scraper = Scraper([master, *nodes]) if variant == "scraped" else None
                     if scraper is not None:
@@ -758,12 +758,14 @@ def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> No
                     if scraped is not None:
                         result["scrapes"] = scraped
                     runs[(storage, variant)].append(result)
-        for storage in STORAGES:  # every acknowledged write of the "on" cluster was counted
-            counted = writes_ok_counted(clusters[(storage, True)][1])
-            if counted != len(acked[(storage, True)]):
+        for key in clusters:  # with metrics: every acknowledged write was counted
+            if key[1] == "off":
+                continue
+            counted = writes_ok_counted(clusters[key][1])
+            if counted != len(acked[key]):
                 raise BenchFailure(
-                    f"{storage}: /metrics counts {counted:.0f} ok writes, "
-                    f"{len(acked[(storage, True)])} were acknowledged"
+                    f"{key}: /metrics counts {counted:.0f} ok writes, "
+                    f"{len(acked[key])} were acknowledged"
                 )
         report["metrics_calls"] = calls = metrics_call_costs()
         report["metrics_cost"] = []
