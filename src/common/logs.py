@@ -136,6 +136,21 @@ def json_renderer(node: str | None) -> Any:
     return render
 
 
+# C0 controls, DEL and C1 controls, as \xNN: ESC (0x1b) and CSI (0x9b) start a terminal's
+# escape sequences, and a client chooses the text of some fields (a message's `id`).
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape_controls(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Console format only: no control character of a field's text reaches the terminal.
+    (JSON escapes them itself; lists and other values are shown by repr, which does.)"""
+    for key, value in event.items():
+        if type(value) is str and key != "exception" and not value.isprintable():
+            event[key] = value.translate(_CONTROLS)
+    return event
+
+
 def configure_logging(
     log_format: str = "json",
     node: str | None = None,
@@ -151,6 +166,7 @@ def configure_logging(
         processors: list = [
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            escape_controls,
             structlog.dev.ConsoleRenderer(colors=use_colors(out)),
         ]
         if node:

@@ -617,6 +617,28 @@ def _operations(role: Role) -> dict[str, Any]:
     }
 
 
+# Paths whose HEAD answers as their GET, without the body (uptime checkers use it).
+HEAD_PATHS = ("/health", "/livez", "/readyz", "/metrics", "/ui")
+
+
+def _with_head(paths: dict[str, Any]) -> dict[str, Any]:
+    """`paths` with a HEAD operation beside the GET of each of HEAD_PATHS it has."""
+    for path in HEAD_PATHS:
+        get = paths.get(path, {}).get("get")
+        if get is None:
+            continue
+        paths[path]["head"] = {
+            **get,
+            "operationId": get["operationId"] + "Head",
+            "summary": get["summary"] + " (HEAD: the same answer, without the body)",
+            "responses": {
+                code: {"description": answer["description"]}
+                for code, answer in get["responses"].items()
+            },
+        }
+    return paths
+
+
 def _master_paths() -> dict[str, Any]:
     return {
         "/": {
@@ -807,7 +829,7 @@ def document(role: Role) -> dict[str, Any]:
         version = metadata.version("replog")
     except metadata.PackageNotFoundError:  # pragma: no cover (run from a source tree)
         version = "0.0.0"
-    paths = _master_paths() if role == "master" else _secondary_paths()
+    paths = _with_head(_master_paths() if role == "master" else _secondary_paths())
     return orjson.loads(
         orjson.dumps(
             {

@@ -31,12 +31,18 @@ class MetricsHandler(JsonHandler):
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(self.node.metrics.exposition())
 
+    # HEAD as GET, without the body (Tornado drops it): uptime checkers use it.
+    head = get
+
 
 class LivezHandler(JsonHandler):
     """`GET /livez`: the process serves HTTP (its event loop turns). Always 200."""
 
     def get(self) -> None:
         self.send_json({"live": True})
+
+    # HEAD as GET, without the body (Tornado drops it): uptime checkers use it.
+    head = get
 
 
 class ReadyzHandler(JsonHandler):
@@ -53,6 +59,9 @@ class ReadyzHandler(JsonHandler):
         else:
             # `reason` for probes and dashboards; `error` as in every error answer.
             self.send_json({"ready": False, "reason": reason, "error": reason}, 503)
+
+    # HEAD as GET, without the body (Tornado drops it): uptime checkers use it.
+    head = get
 
 
 def operation_routes(node: Operated) -> list[tuple[str, type, dict]]:

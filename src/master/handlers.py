@@ -138,6 +138,9 @@ class HealthHandler(JsonHandler):
     def get(self) -> None:
         self.send_json(self.node.health())
 
+    # HEAD as GET, without the body (Tornado drops it): uptime checkers use it.
+    head = get
+
 
 class SecondaryHandler(JsonHandler):
     """`DELETE /secondaries/<id>`: remove a member from the cluster (cluster token required).

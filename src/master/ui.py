@@ -107,6 +107,9 @@ class UiHandler(JsonHandler):
         self.set_header("Cache-Control", "no-cache")
         self.finish(page())
 
+    # HEAD as GET, without the body (Tornado drops it): uptime checkers use it.
+    head = get
+
 
 class UiEventsHandler(EventStreamHandler):
     """`GET /ui/events`: snapshots of the cluster (`snapshot`) as Server-Sent Events.
@@ -148,9 +151,10 @@ class UiEventsHandler(EventStreamHandler):
                 # At most one snapshot per MIN_INTERVAL_S ...
                 if not await self._pause(loop.create_future(), MIN_INTERVAL_S):
                     return
-                # ... then the next change, or REFRESH_S, whichever comes first.
+                # ... then the next change, or REFRESH_S after this snapshot, whichever
+                # comes first.
                 waiter = node.changes.wait(seen)
-                if waiter is not None and not await self._pause(waiter, REFRESH_S):
+                if waiter is not None and not await self._pause(waiter, REFRESH_S - MIN_INTERVAL_S):
                     return
         finally:
             log.info("ui_reader_closed", peer=self.request.remote_ip, sent=sent, reason=reason)

@@ -48,6 +48,9 @@ class HealthHandler(JsonHandler):
     def get(self) -> None:
         self.send_json(self.node.health())
 
+    # HEAD as GET, without the body (Tornado drops it): uptime checkers use it.
+    head = get
+
 
 class LogExportHandler(JsonHandler):
     """`GET /replication/log?from=&limit=`: entries with epochs, for a restarting master.

@@ -63,6 +63,9 @@ class SecondaryNode:
         # Readers waiting for entries (GET /?wait=, GET /stream).
         self.readers = Readers(self.readable_seq)
         self.stream: Stream | None = None
+        # The master's last refusal of our registration (the registrar's event and the
+        # master's error), until a registration succeeds: /readyz names it.
+        self.registration_refused: str | None = None
         # Set whenever a stream starts or ends: the registrar watches it.
         self.stream_changed = asyncio.Event()
         # Set whenever the durable prefix grows (`settle` waits on it).
@@ -297,7 +300,10 @@ class SecondaryNode:
         if self.stopped:
             return "stopping"
         if self.stream is None:
-            return f"no replication stream from the master ({self.config.master_url})"
+            reason = f"no replication stream from the master ({self.config.master_url})"
+            if self.registration_refused is not None:
+                reason += f": {self.registration_refused}"
+            return reason
         return None
 
     def _gauges(self) -> list:

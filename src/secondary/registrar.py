@@ -164,10 +164,12 @@ class Registrar:
             if isinstance(conflict, str):
                 event = REFUSALS.get(conflict, event)
             log.error(event, master=config.master_url, error=_error(answer))
+            self.node.registration_refused = f"{event}: {_error(answer)}"
             return False
         if not answer.ok:
             log.info("register_failed", master=config.master_url, error=answer.reason)
             return False
+        self.node.registration_refused = None
         log.info(
             "registered",
             master=config.master_url,

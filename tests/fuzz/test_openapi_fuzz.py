@@ -337,6 +337,9 @@ def test_fuzz_both_nodes_from_their_documents(
         "secondary GET /metrics",
         "secondary GET /livez",
         "secondary GET /readyz",
+        # HEAD answers as GET, without the body.
+        *(f"master HEAD {path}" for path in ("/health", "/metrics", "/livez", "/readyz", "/ui")),
+        *(f"secondary HEAD {path}" for path in ("/health", "/metrics", "/livez", "/readyz")),
     }
     assert total >= TOTAL_FLOOR
     # Both accepted and refused requests, on the master's writes too.

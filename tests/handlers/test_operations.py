@@ -114,6 +114,16 @@ async def test_livez_answers_200(http_client, base_url, node):
 
 
 @pytest.mark.gen_test
+@pytest.mark.parametrize("node", ["master", "secondary"], indirect=True)
+async def test_head_answers_as_get_without_a_body(http_client, base_url, node):
+    ready = 200 if isinstance(node, MasterNode) else 503  # the secondary: no stream here
+    for path, code in (("/livez", 200), ("/readyz", ready), ("/health", 200), ("/metrics", 200)):
+        resp = await http_client.fetch(base_url + path, method="HEAD", raise_error=False)
+        assert (resp.code, resp.body) == (code, b""), path
+        assert int(resp.headers["Content-Length"]) > 0, path  # the GET's length
+
+
+@pytest.mark.gen_test
 async def test_readyz_on_an_open_master(http_client, base_url, node):
     assert await get(http_client, base_url, "/readyz") == (200, {"ready": True})
 

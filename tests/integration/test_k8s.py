@@ -14,6 +14,7 @@ import functools
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -117,9 +118,21 @@ def test_container_has_probes_resources_token_and_a_volume_at_its_data_dir() -> 
     assert spec["startupProbe"]["httpGet"] == {"path": "/livez", "port": port}
     assert set(spec["resources"]["requests"]) == {"cpu", "memory"}
     env = {e["name"]: e for e in spec["env"]}
-    assert env["REPLOG_CLUSTER_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "replog-cluster-token",
-        "key": "token",
+    assert "REPLOG_CLUSTER_TOKEN" not in env  # a file, not the environment
+    token_file = PurePosixPath(env["REPLOG_CLUSTER_TOKEN_FILE"]["value"])
+    (secret_volume,) = statefulset()["spec"]["template"]["spec"]["volumes"]
+    assert secret_volume["secret"]["secretName"] == "replog-cluster-token"
+    assert secret_volume["secret"]["items"] == [{"key": "token", "path": token_file.name}]
+    # Readable by the group the pod's fsGroup gives it, and the process runs in it.
+    security = statefulset()["spec"]["template"]["spec"]["securityContext"]
+    assert secret_volume["secret"]["defaultMode"] & 0o040
+    assert security["fsGroup"] == security["runAsGroup"]
+    token_mount = next(m for m in spec["volumeMounts"] if m["name"] == secret_volume["name"])
+    assert token_mount["mountPath"] == str(token_file.parent) and token_mount["readOnly"]
+    # Scaled away, a pod's claim goes (a removed node rejoins only empty); deleted, kept.
+    assert statefulset()["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Delete",
     }
     readme = (ROOT / "README.md").read_text()
     assert "kubectl create secret generic replog-cluster-token --from-literal=token=" in readme
@@ -147,7 +160,7 @@ def expand(value: str, env: dict[str, str]) -> str:
     return REFERENCE.sub(sub, value)
 
 
-def pod_env(pod: str, token: str) -> dict[str, str]:
+def pod_env(pod: str) -> dict[str, str]:
     env: dict[str, str] = {}
     fields = {"metadata.name": pod, "metadata.namespace": NAMESPACE}
     for item in container()["env"]:
@@ -157,8 +170,7 @@ def pod_env(pod: str, token: str) -> dict[str, str]:
         elif "fieldRef" in source:
             env[item["name"]] = fields[source["fieldRef"]["fieldPath"]]
         else:
-            assert source["secretKeyRef"]["key"] == "token"
-            env[item["name"]] = token
+            raise AssertionError(f"{item['name']}: an env source this emulation lacks")
     return env
 
 
@@ -174,15 +186,34 @@ def localize(value: str, addresses: dict[str, str]) -> str:
     return value
 
 
+def claim_dir(tmp_path: Path, pod: str) -> Path:
+    """Where the emulation keeps the claim the StatefulSet makes for `pod`."""
+    return tmp_path / "pvc" / f"data-{pod}"
+
+
 def local_pod(ordinal: int, token: str, addresses: dict[str, str], tmp_path: Path) -> Node:
     pod = f"{statefulset()['metadata']['name']}-{ordinal}"
     addresses[pod] = address_with_free_port(int(container()["ports"][0]["containerPort"]))
-    env = {key: localize(value, addresses) for key, value in pod_env(pod, token).items()}
+    env = {key: localize(value, addresses) for key, value in pod_env(pod).items()}
     assert env["REPLOG_HOST"] == "0.0.0.0"
     env["REPLOG_HOST"] = addresses[pod]
-    mount = PurePosixPath(container()["volumeMounts"][0]["mountPath"])
-    claim = tmp_path / "pvc" / f"data-{pod}"  # the claim the StatefulSet makes for it
+    mounts = {m["name"]: PurePosixPath(m["mountPath"]) for m in container()["volumeMounts"]}
+    (claim_template,) = statefulset()["spec"]["volumeClaimTemplates"]
+    mount = mounts[claim_template["metadata"]["name"]]
+    claim = claim_dir(tmp_path, pod)
     env["REPLOG_DATA_DIR"] = str(claim / PurePosixPath(env["REPLOG_DATA_DIR"]).relative_to(mount))
+    # The Secret's volume: its items as files, the token with the newline a Secret made
+    # with --from-file has.
+    (secret_volume,) = statefulset()["spec"]["template"]["spec"]["volumes"]
+    secret_dir = tmp_path / "secrets" / pod
+    secret_dir.mkdir(parents=True, exist_ok=True)
+    for item in secret_volume["secret"]["items"]:
+        assert item["key"] == "token"
+        (secret_dir / item["path"]).write_text(token + "\n")
+    token_file = PurePosixPath(env["REPLOG_CLUSTER_TOKEN_FILE"])
+    env["REPLOG_CLUSTER_TOKEN_FILE"] = str(
+        secret_dir / token_file.relative_to(mounts[secret_volume["name"]])
+    )
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"  # the image's replog-* scripts
     argv = [*container()["command"], *container().get("args", [])]
     return Node(
@@ -260,12 +291,28 @@ def test_statefulset_pods_form_a_working_cluster_role_by_ordinal(pods: dict[str,
     wait_until(lambda: master.health(), timeout=15, what="replog-0 back")
     assert master.messages() == log
 
+    # README's scale-down: replicas back to 3 stops replog-3 and deletes its claim
+    # (whenScaled: Delete); DELETE /secondaries/replog-3 makes N 3 again. Scaled up
+    # once more, replog-3 starts on a new, empty claim and joins again.
+    wait_until(
+        lambda: registered({"replog-1", "replog-2", "replog-3"}), timeout=15, what="all back"
+    )
+    assert three.stop() == 0
+    shutil.rmtree(claim_dir(three.log_path.parent, three.name))
+    token = Path(three.env["REPLOG_CLUSTER_TOKEN_FILE"]).read_text().strip()
+    resp = http.delete(master.url + "/secondaries/replog-3", headers=http.bearer(token))
+    assert resp.status == 200 and resp.body["cluster_size"] == 3, resp
+    three.start()
+    health = wait_until(
+        lambda: registered({"replog-1", "replog-2", "replog-3"}), timeout=15, what="replog-3 back"
+    )
+    assert health["cluster_size"] == 4
+    wait_until(lambda: three.messages() == log, timeout=10, what="replog-3 refilled")
+
 
 def test_probes_answer_on_the_pods(pods: dict[str, Node]) -> None:
     master = pods["replog-0"]
     wait_until(lambda: master.health(), timeout=15, what="replog-0 serving")
-    if http.get(master.url + "/livez").status == 404:
-        pytest.skip("GET /livez and /readyz are not in this build yet (branch metrics)")
     for node in list(pods.values())[:3]:
         wait_until(
             lambda node=node: http.get(node.url + "/readyz").status == 200,

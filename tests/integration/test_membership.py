@@ -96,6 +96,9 @@ def test_delete_secondary_shrinks_the_cluster_for_good(cluster_factory):
     s2 = cluster.secondaries["s2"]
     wait_until(lambda: s2.health()["stream"] is False, what="s2's stream stopped")
     wait_until(lambda: events(s2, "removed_from_cluster"), what="s2 told it was removed")
+    ready = http.get(s2.url + "/readyz")  # not ready, and saying why
+    assert ready.status == 503
+    assert "removed_from_cluster: " in ready.body["reason"], ready.body
     health = cluster.master.health()
     assert [s["id"] for s in health["secondaries"]] == ["s1"] and health["cluster_size"] == 2
     assert cluster.write("w=3 no longer fits", w=3).status == 400

@@ -94,6 +94,21 @@ def test_no_color_on_a_terminal_logs_plain_console_lines(terminal, tty, no_color
     assert b"appended_here" in out and b"node=n1" in out and b"seq=7" in out
 
 
+def test_console_lines_show_a_clients_control_characters_escaped(terminal, tty, no_color_env):
+    # A client picks a message's id; the master logs it (append). No escape sequence of
+    # its text may reach the operator's terminal, coloured or not.
+    client_id = "evil\x1b[31mRED\x1b[0m\x9b2J"
+    try:
+        configure_logging("console", node="n1", stream=tty)
+        structlog.get_logger().info("append", seq=1, id=client_id, ids=["a\x1b"])
+        tty.flush()
+    finally:
+        structlog.reset_defaults()
+    out = terminal.read_until(lambda b: b"append" in b and b"\n" in b, 5, "a console line")
+    assert b"evil\\x1b[31mRED\\x1b[0m\\x9b2J" in out
+    assert b"\x1b[31mRED" not in out and "\x9b".encode() not in out
+
+
 def test_auto_piped_logs_json(tmp_path, no_color_env):
     path = tmp_path / "out"
     with path.open("w") as stream:

@@ -90,15 +90,16 @@ def test_every_route_has_its_operations_and_every_operation_a_route(role):
         assert implemented == documented[served_by[0]], regex.pattern
 
 
-PROBES = {"/metrics": {"get"}, "/livez": {"get"}, "/readyz": {"get"}}
+# HEAD answers as GET on these (for uptime checkers).
+PROBES = {"/metrics": {"get", "head"}, "/livez": {"get", "head"}, "/readyz": {"get", "head"}}
 
 
 def test_each_role_documents_its_own_operations():
     assert operations(document("master")) == {
         "/": {"get", "post"},
-        "/health": {"get"},
+        "/health": {"get", "head"},
         "/stream": {"get"},
-        "/ui": {"get"},
+        "/ui": {"get", "head"},
         "/ui/events": {"get"},
         "/register": {"post"},
         "/secondaries/{id}": {"delete"},
@@ -107,7 +108,7 @@ def test_each_role_documents_its_own_operations():
     }
     assert operations(document("secondary")) == {
         "/": {"get", "post"},
-        "/health": {"get"},
+        "/health": {"get", "head"},
         "/stream": {"get"},
         "/replication/log": {"get"},
         "/replication": {"get"},
@@ -153,6 +154,9 @@ def test_internal_operations_need_the_token_and_every_error_is_json(role):
             assert op["security"] == ([{"bearer": []}] if internal else []), (path, method)
             assert ("401" in op["responses"]) == internal, (path, method)
             for status, answer in op["responses"].items():
+                if method == "head":
+                    assert "content" not in answer, (path, status)
+                    continue  # no body
                 if status == "101":
                     continue  # the WebSocket upgrade has no body
                 if path in ("/stream", "/ui/events") and status == "200":
