@@ -792,12 +792,18 @@ def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> No
                     # CPU per request of every node (summed), median over each variant's runs:
                     # steadier than writes/s on a shared machine.
                     "calls_bound_us_per_request": calls["bound_us_per_request"][storage],
-                    "cpu_us_per_request": {
-                        v: statistics.median(
-                            sum(r["cpu_us_per_request"].values()) for r in runs[(storage, v)]
-                        )
-                        for v in METRICS_VARIANTS
-                    },
+                    "cpu_us_per_request": (
+                        cpu := {
+                            v: statistics.median(
+                                sum(r["cpu_us_per_request"].values()) for r in runs[(storage, v)]
+                            )
+                            for v in METRICS_VARIANTS
+                        }
+                    ),
+                    # The verdict's measure: the nodes' CPU per request, on against off. At
+                    # 16 clients the nodes are CPU-bound, so this is the throughput they lose,
+                    # without the run-to-run swing of writes/s on a shared 2-core machine.
+                    "cpu_overhead_pct": round((cpu["on"] / cpu["off"] - 1) * 100, 1),
                 }
             )
     progress(
@@ -1130,23 +1136,23 @@ def reader_rows(report: dict) -> list[str]:
 def metrics_rows(report: dict) -> list[str]:
     lines = [
         f"| metrics, w={METRICS_W}, {METRICS_CLIENTS} clients | storage | off writes/s "
-        "| on writes/s | on / off (rounds) | overhead | target | scraped writes/s "
-        "| scraped / on | p50 ms off / on / scraped | node CPU us/request off / on / scraped |",
+        "| on writes/s | on / off (rounds) | node CPU us/request off / on / scraped "
+        "| overhead (CPU per request) | target | scraped writes/s | scraped / on "
+        "| p50 ms off / on / scraped |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["metrics_cost"]:
         off, on, scraped = (r[v] for v in METRICS_VARIANTS)
-        ok = r["overhead_pct"] < METRICS_TARGET_OVERHEAD_PCT
+        ok = r["cpu_overhead_pct"] < METRICS_TARGET_OVERHEAD_PCT
         cpu_us = " / ".join(f"{r['cpu_us_per_request'][v]:.0f}" for v in METRICS_VARIANTS)
         lines.append(
             f"| median of {len(off['runs_requests_per_s'])} | {STORAGE_LABEL[r['storage']]} | "
             f"{off['requests_per_s']:.0f} | {on['requests_per_s']:.0f} | "
             f"{r['on_vs_off']:.3f}x (rounds: median {r['rounds_on_vs_off_median']:.2f} of "
-            f"{', '.join(f'{x:.2f}' for x in r['rounds_on_vs_off'])}) | "
-            f"{r['overhead_pct']:+.1f}% | < {METRICS_TARGET_OVERHEAD_PCT:.0f}% {verdict(ok)} | "
+            f"{', '.join(f'{x:.2f}' for x in r['rounds_on_vs_off'])}) | {cpu_us} | "
+            f"{r['cpu_overhead_pct']:+.1f}% | < {METRICS_TARGET_OVERHEAD_PCT:.0f}% {verdict(ok)} | "
             f"{scraped['requests_per_s']:.0f} | {r['scraped_vs_on']:.3f}x | "
-            f"{off['p50_ms']} / {on['p50_ms']} / {scraped['p50_ms']} | "
-            f"{cpu_us} |"
+            f"{off['p50_ms']} / {on['p50_ms']} / {scraped['p50_ms']} |"
         )
     for r in report["metrics_cost"]:
         off, on, scraped = (r[v] for v in METRICS_VARIANTS)
@@ -1172,8 +1178,10 @@ def metrics_rows(report: dict) -> list[str]:
     )
     lines.append(
         "off: every node started through bench.no_metrics_node (NodeMetrics replaced by a "
-        "no-op); overhead = 1 - on / off; runs interleaved, their order rotating each round; "
-        "node CPU: master + both secondaries, median over the runs."
+        "no-op); runs interleaved, their order rotating each round; node CPU: master + both "
+        "secondaries, median over the runs; overhead = CPU per request on / off - 1 (the nodes "
+        "are CPU-bound at this load, so it is the throughput metrics cost; writes/s itself "
+        "swings by tens of percent from run to run on a shared machine)."
     )
     return lines
 

@@ -6,8 +6,9 @@ already knows (sequence numbers, each secondary's progress and status, read-only
 is read from its state when a scrape comes (`StateCollector`): the write path
 pays nothing for gauges. Only events are counted as they happen: writes by
 outcome, write latency by `w`, batch sizes, sync durations, stream reconnects.
-The children of labelled metrics are bound once, so an observation on the write
-path is a dict lookup and the library's own (locked) increment.
+They are counted in plain numbers (`EventHistogram`, ints), without the locks of
+the library's Counter and Histogram, and become the library's metric families at
+scrape time: an observation on the write path is a bisection and an addition.
 
 The README's "Operations" section lists every metric; `METRICS` below is that
 table's source of truth (tests check each one is exposed and documented).
@@ -15,13 +16,15 @@ table's source of truth (tests check each one is exposed and documented).
 
 from __future__ import annotations
 
-import contextlib
+import bisect
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Literal
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+import prometheus_client.utils
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from replog.core.health import Health
@@ -135,13 +138,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...], tuple[Role, ...], str]] = {
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
-# No `*_created` series (one timestamp per counter and histogram child): nothing of
-# replog's reads them, and they double the lines of a scrape. (A process-wide switch of
-# the library; the nodes are the only users of it in their process.)
-prometheus_client.disable_created_metrics()
-
-# What a node reports at scrape time: its gauges, built from its state.
-StateReader = Callable[[], Iterable[GaugeMetricFamily]]
+MetricFamily = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
+# What a node reports at scrape time, built from its state or its event counts.
+StateReader = Callable[[], Iterable[MetricFamily]]
 
 
 def _help(name: str) -> str:
@@ -157,13 +156,24 @@ def labelled_gauge(name: str) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, _help(name), labels=list(METRICS[name][1]))
 
 
+def counter_family(name: str) -> CounterMetricFamily:
+    """A counter of the table above, by its labels (the library adds `_total` back)."""
+    return CounterMetricFamily(
+        name.removesuffix("_total"), _help(name), labels=list(METRICS[name][1])
+    )
+
+
+def histogram_family(name: str) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, _help(name), labels=list(METRICS[name][1]))
+
+
 class StateCollector(Collector):
     """Reads the node's state when scraped (nothing is kept between scrapes)."""
 
     def __init__(self, read: StateReader) -> None:
         self._read = read
 
-    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterable[MetricFamily]:
         return list(self._read())
 
 
@@ -206,46 +216,53 @@ def secondary_gauges(
     ]
 
 
+class EventHistogram:
+    """A histogram of events, kept as plain numbers and exported at scrape time.
+
+    `observe` is a bisection and two additions: no lock, unlike the library's
+    Histogram (a lock per bucket, sum and count), because each histogram has one
+    writer: the event loop, or for `replog_fsync_seconds` the syncing thread. A
+    scrape (on the event loop) may read a sync's count a moment before its sum;
+    the next scrape agrees.
+    """
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        # counts[i]: observations in (buckets[i-1], buckets[i]]; the last: above them all.
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        """This histogram as one labelled sample set of `family` (cumulative buckets)."""
+        bounds = [*map(prometheus_client.utils.floatToGoString, self.buckets), "+Inf"]
+        family.add_metric(
+            labels, list(zip(bounds, itertools.accumulate(self.counts), strict=True)), self.total
+        )
+
+
 class NodeMetrics:
-    """One node's registry and the event metrics its glue feeds."""
+    """One node's registry, and the event metrics its glue feeds.
+
+    Events are counted in plain ints and `EventHistogram`s (a few hundred
+    nanoseconds each on the write path) and handed to `prometheus_client` only
+    when `GET /metrics` asks, by a collector: the library renders every line.
+    """
 
     def __init__(self, role: Role) -> None:
         self.role = role
         self.registry = CollectorRegistry()
-        self.batch_entries = Histogram(
-            "replog_replication_batch_entries",
-            _help("replog_replication_batch_entries"),
-            buckets=BATCH_BUCKETS,
-            registry=self.registry,
-        )
-        self.fsync_seconds = Histogram(
-            "replog_fsync_seconds",
-            _help("replog_fsync_seconds"),
-            buckets=FSYNC_BUCKETS,
-            registry=self.registry,
-        )
-        self._reconnects = Counter(
-            "replog_stream_reconnects_total",
-            _help("replog_stream_reconnects_total"),
-            ["secondary"],
-            registry=self.registry,
-        )
-        self._streams_seen: set[str] = set()
-        self._writes: dict[str, Counter] = {}
-        self._latency: Histogram | None = None
-        self._latency_by_w: dict[int, Histogram] = {}
-        if role == "master":
-            name = "replog_writes_total"
-            writes = Counter(name, _help(name), ["result"], registry=self.registry)
-            # Bound once, and shown at 0 from the start.
-            self._writes = {result: writes.labels(result=result) for result in WRITE_RESULTS}
-            self._latency = Histogram(
-                "replog_write_latency_seconds",
-                _help("replog_write_latency_seconds"),
-                ["w"],
-                buckets=LATENCY_BUCKETS,
-                registry=self.registry,
-            )
+        self.batch_entries = EventHistogram(BATCH_BUCKETS)
+        self.fsync_seconds = EventHistogram(FSYNC_BUCKETS)
+        # secondary id -> reconnects (shown at 0 from its first stream).
+        self._reconnects: dict[str, int] = {}
+        # Bound from the start, so that every result is shown at 0.
+        self._writes: dict[str, int] = dict.fromkeys(WRITE_RESULTS, 0) if role == "master" else {}
+        self._latency_by_w: dict[int, EventHistogram] = {}
+        self.registry.register(StateCollector(self._events))
 
     def watch(self, read: StateReader) -> None:
         """Report the node's state (its gauges) at every scrape."""
@@ -253,26 +270,43 @@ class NodeMetrics:
 
     def write(self, result: str, latency: float | None = None, w: int | None = None) -> None:
         """A `POST /` ended with `result`; an answered one (ok, duplicate) with its latency."""
-        self._writes[result].inc()
-        if latency is not None and w is not None and self._latency is not None:
-            child = self._latency_by_w.get(w)
-            if child is None:
-                child = self._latency_by_w[w] = self._latency.labels(w=str(w))
-            child.observe(latency)
+        self._writes[result] += 1
+        if latency is not None and w is not None:
+            histogram = self._latency_by_w.get(w)
+            if histogram is None:
+                histogram = self._latency_by_w[w] = EventHistogram(LATENCY_BUCKETS)
+            histogram.observe(latency)
 
     def stream_opened(self, secondary_id: str) -> None:
         """A replication stream with `secondary_id` opened: after its first, a reconnect."""
-        child = self._reconnects.labels(secondary=secondary_id)  # shown at 0 from the first
-        if secondary_id in self._streams_seen:
-            child.inc()
+        if secondary_id in self._reconnects:
+            self._reconnects[secondary_id] += 1
         else:
-            self._streams_seen.add(secondary_id)
+            self._reconnects[secondary_id] = 0
 
     def forget(self, secondary_id: str) -> None:
         """A removed member: stop reporting it."""
-        self._streams_seen.discard(secondary_id)
-        with contextlib.suppress(KeyError):
-            self._reconnects.remove(secondary_id)
+        self._reconnects.pop(secondary_id, None)
+
+    def _events(self) -> list[MetricFamily]:
+        """The event metrics as the library's families (at scrape time)."""
+        families: list[MetricFamily] = []
+        if self.role == "master":
+            writes = counter_family("replog_writes_total")
+            for result, count in self._writes.items():
+                writes.add_metric([result], count)
+            latency = histogram_family("replog_write_latency_seconds")
+            for w, histogram in sorted(self._latency_by_w.items()):
+                histogram.add_to(latency, [str(w)])
+            families += [writes, latency]
+        batches = histogram_family("replog_replication_batch_entries")
+        self.batch_entries.add_to(batches, [])
+        syncs = histogram_family("replog_fsync_seconds")
+        self.fsync_seconds.add_to(syncs, [])
+        reconnects = counter_family("replog_stream_reconnects_total")
+        for secondary_id, count in sorted(self._reconnects.items()):
+            reconnects.add_metric([secondary_id], count)
+        return [*families, batches, syncs, reconnects]
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (what `GET /metrics` answers)."""
