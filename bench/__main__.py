@@ -33,10 +33,11 @@ Readers, on durable clusters (and in-memory for the idle readers):
 - writes/s at w=2 with 16 clients, with 1,000 idle long polls held on the
   master (bench.idle_readers) and without, runs alternating.
 
-The metrics' cost: writes/s at w=2 with 16 clients on clusters with metrics (the
-product), without (every node started through bench.no_metrics_node, which
-replaces NodeMetrics with a no-op), and with metrics while every node's
-/metrics is scraped each second; runs interleaved, in-memory and durable.
+The metrics' cost: writes/s and the nodes' CPU per write at w=2 with 16 clients,
+on one cluster per storage whose nodes run through bench.no_metrics_node
+--switchable: the real metrics, switched off and on by signal round by round;
+with metrics, without, and with metrics while every node's /metrics is scraped
+each second; runs interleaved, in-memory and durable.
 
 `--parts` picks what to measure (e.g. `--parts stream,idle` for the readers alone).
 
@@ -54,6 +55,7 @@ import os
 import platform
 import select
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -120,9 +122,15 @@ def progress(text: str) -> None:
 
 @contextmanager
 def cluster_of(  # type: ignore[no-untyped-def]
-    workdir: Path, secondaries: int, storage: str, report: dict, *, metrics: bool = True
+    workdir: Path,
+    secondaries: int,
+    storage: str,
+    report: dict,
+    *,
+    metrics: bool = True,
+    switchable: bool = False,
 ):
-    cluster = Cluster(workdir, storage, metrics=metrics)
+    cluster = Cluster(workdir, storage, metrics=metrics, switchable=switchable)
     try:
         master = cluster.master(secondaries)
         nodes = [cluster.secondary(f"s{i + 1}", master) for i in range(secondaries)]
@@ -660,6 +668,19 @@ class Scraper(threading.Thread):
         }
 
 
+def switch_metrics(procs: list[Proc], on: bool) -> None:
+    """Switch the metrics of `--switchable` nodes on (SIGUSR2) or off (SIGUSR1), and wait
+    until each node's /metrics confirms it."""
+    wanted = b"bench_metrics_enabled %s" % (b"1.0" if on else b"0.0")
+    for proc in procs:
+        os.kill(proc.pid, signal.SIGUSR2 if on else signal.SIGUSR1)
+    for proc in procs:
+        wait_for(
+            lambda proc=proc: wanted in http.attempt("GET", proc.url + "/metrics", timeout=10).raw,
+            what=f"{proc.name}: metrics {'on' if on else 'off'}",
+        )
+
+
 def writes_ok_counted(master: Proc) -> float:
     """`replog_writes_total{result="ok"}` as the master's /metrics shows it."""
     for line in http.attempt("GET", master.url + "/metrics", timeout=10).raw.splitlines():
@@ -701,43 +722,41 @@ def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> No
     every node is scraped each second; runs of the three interleaved, their order rotating
     round by round, each on a cluster of its own, in-memory and durable."""
     with ExitStack() as stack:
-        # A cluster per variant: each gets the same writes (a log twice as long must not
-        # weigh on one side).
+        # One cluster per storage, its metrics switched off and on by signal round by
+        # round (bench.no_metrics_node --switchable): two clusters differ in more than
+        # their metrics (where their files and processes landed), by several percent.
         clusters = {
-            (s, v): stack.enter_context(
-                cluster_of(workdir / f"metrics-{s}-{v}", 2, s, report, metrics=v != "off")
+            s: stack.enter_context(
+                cluster_of(workdir / f"metrics-{s}", 2, s, report, switchable=True)
             )
             for s in STORAGES
-            for v in METRICS_VARIANTS
         }
-        for storage in STORAGES:  # off is off: an empty /metrics; on counts
-            off_master = clusters[(storage, "off")][1]
-            if http.attempt("GET", off_master.url + "/metrics", timeout=10).raw:
-                raise BenchFailure("bench.no_metrics_node: the node still has metrics")
-        acked: dict[tuple[str, str], dict[str, int]] = {key: {} for key in clusters}
+        acked: dict[str, dict[str, int]] = {s: {} for s in STORAGES}
         runs: dict[tuple[str, str], list[dict]] = {
             (s, v): [] for s in STORAGES for v in METRICS_VARIANTS
         }
-        for key, (_cluster, master, nodes) in clusters.items():
+        for storage, (_cluster, master, nodes) in clusters.items():
             # Warm-up, not counted: a fresh cluster's first run is slower (connections,
-            # first allocations), and "off" would otherwise always pay it in round 1.
+            # first allocations).
             checked_run(
-                key[0],
+                storage,
                 master,
                 nodes,
-                acked[key],
+                acked[storage],
                 concurrency=METRICS_CLIENTS,
                 duration=1.0,
                 w=METRICS_W,
-                run=f"metrics-warmup-{key[0]}-{key[1]}",
+                run=f"metrics-warmup-{storage}",
                 payload=args.payload,
             )
+        counted = {s: len(acked[s]) for s in STORAGES}  # (every id is new: acked grows by it)
         for attempt in range(args.repeat):
             for storage in storage_order(attempt):
                 shift = attempt % len(METRICS_VARIANTS)
                 for variant in METRICS_VARIANTS[shift:] + METRICS_VARIANTS[:shift]:
-                    key = (storage, variant)
-                    _cluster, master, nodes = clusters[key]
+                    _cluster, master, nodes = clusters[storage]
+                    before = len(acked[storage])
+                    switch_metrics([master, *nodes], on=variant != "off")
                     scraper = Scraper([master, *nodes]) if variant == "scraped" else None
                     if scraper is not None:
                         scraper.start()
@@ -746,7 +765,7 @@ def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> No
                             storage,
                             master,
                             nodes,
-                            acked[key],
+                            acked[storage],
                             concurrency=METRICS_CLIENTS,
                             duration=args.duration,
                             w=METRICS_W,
@@ -757,15 +776,16 @@ def measure_metrics(args: argparse.Namespace, workdir: Path, report: dict) -> No
                         scraped = scraper.finish() if scraper is not None else None
                     if scraped is not None:
                         result["scrapes"] = scraped
+                    if variant != "off":  # what /metrics must count: acked while on
+                        counted[storage] += len(acked[storage]) - before
                     runs[(storage, variant)].append(result)
-        for key in clusters:  # with metrics: every acknowledged write was counted
-            if key[1] == "off":
-                continue
-            counted = writes_ok_counted(clusters[key][1])
-            if counted != len(acked[key]):
+        for storage in STORAGES:  # every write acknowledged while on was counted, no other
+            switch_metrics([clusters[storage][1]], on=True)
+            shown = writes_ok_counted(clusters[storage][1])
+            if shown != counted[storage]:
                 raise BenchFailure(
-                    f"{key}: /metrics counts {counted:.0f} ok writes, "
-                    f"{len(acked[key])} were acknowledged"
+                    f"{storage}: /metrics counts {shown:.0f} ok writes, "
+                    f"{counted[storage]} were acknowledged with metrics on"
                 )
         report["metrics_calls"] = calls = metrics_call_costs()
         report["metrics_cost"] = []

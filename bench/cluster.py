@@ -101,6 +101,9 @@ class Cluster:
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     # False: every node runs through bench.no_metrics_node (metrics replaced by a no-op).
     metrics: bool = True
+    # True: every node runs through bench.no_metrics_node --switchable (metrics that
+    # SIGUSR1 switches off and SIGUSR2 on: `switch_metrics`).
+    switchable: bool = False
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +118,8 @@ class Cluster:
 
     def command(self, role: str) -> list[str]:
         """How a node of `role` starts: its installed entry point, or without metrics."""
+        if self.switchable:
+            return [sys.executable, "-m", "bench.no_metrics_node", "--switchable", role]
         if self.metrics:
             return [str(BIN / f"replog-{role}")]
         return [sys.executable, "-m", "bench.no_metrics_node", role]
@@ -123,7 +128,7 @@ class Cluster:
         port = argv[argv.index("--port") + 1]
         url = f"http://{HOST}:{port}"
         env = {"REPLOG_CLUSTER_TOKEN": self.token}
-        if not self.metrics:  # the node runs in its log's folder: bench is found from ROOT
+        if self.switchable or not self.metrics:  # run in its log's folder: bench from ROOT
             env["PYTHONPATH"] = str(ROOT)
         proc = Proc(
             name,

@@ -46,3 +46,27 @@ def test_a_cluster_without_metrics_replicates_and_serves_an_empty_metrics(tmp_pa
         cluster.stop()
     assert cluster.crashed == []
     assert [i for i in cluster.log_issues() if i["level"] != "warning"] == []
+
+
+def test_switchable_nodes_count_only_while_switched_on(tmp_path):
+    from bench.__main__ import switch_metrics, writes_ok_counted
+
+    cluster = Cluster(tmp_path, MEMORY, switchable=True)
+    try:
+        master = cluster.master(1)
+        secondary = cluster.secondary("s1", master)
+        wait_for(
+            lambda: http_json("GET", master.url + "/health")["status"] == "ok",
+            what="the master has quorum",
+        )
+        assert http.post(master.url + "/", {"message": "on", "w": 2, "id": 1}).status == 201
+        assert writes_ok_counted(master) == 1
+        switch_metrics([master, secondary], on=False)
+        assert http.post(master.url + "/", {"message": "off", "w": 2, "id": 2}).status == 201
+        assert writes_ok_counted(master) == 1  # not counted while off
+        switch_metrics([master, secondary], on=True)
+        assert http.post(master.url + "/", {"message": "on", "w": 2, "id": 3}).status == 201
+        assert writes_ok_counted(master) == 2
+    finally:
+        cluster.stop()
+    assert cluster.crashed == []
