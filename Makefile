@@ -63,7 +63,7 @@ test-deps:
 screenshot: install-test test-deps
 	$(BIN)/python -m tools.screenshot_ui docs/ui.png
 
-# make bench: the benchmark (about 8.5 minutes): in-memory and durable clusters in the same run,
+# make bench: the benchmark (about 6.5 minutes): in-memory and durable clusters in the same run,
 # the restart of a node holding 1,000,000 messages, and the metrics' cost (nodes with and without
 # metrics, bench/no_metrics_node.py); prints tables, writes bench/results/*.json
 bench: install
