@@ -1,8 +1,10 @@
 """bench.no_metrics_node, the "off" side of `make bench --parts metrics`: real nodes, no metrics."""
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from bench.cluster import MEMORY, Cluster, http_json, wait_for
+from bench.cluster import MEMORY, Cluster, Proc, http_json, wait_for
 from bench.no_metrics_node import NoMetrics
 from replog.common.metrics import NodeMetrics
 from tools.harness import http
@@ -27,8 +29,9 @@ def test_the_stand_in_answers_everything_the_nodes_use_of_node_metrics():
             assert params(getattr(NoMetrics, name)) == params(getattr(NodeMetrics, name))
 
 
-def test_a_cluster_without_metrics_replicates_and_serves_an_empty_metrics(tmp_path):
-    cluster = Cluster(tmp_path, MEMORY, metrics=False)
+@contextmanager
+def two_nodes(cluster: Cluster) -> Iterator[tuple[Proc, Proc]]:
+    """A master and one secondary of `cluster`, up, stopped after; none may crash."""
     try:
         master = cluster.master(1)
         secondary = cluster.secondary("s1", master)
@@ -36,29 +39,28 @@ def test_a_cluster_without_metrics_replicates_and_serves_an_empty_metrics(tmp_pa
             lambda: http_json("GET", master.url + "/health")["status"] == "ok",
             what="the master has quorum",
         )
+        yield master, secondary
+    finally:
+        cluster.stop()
+    assert cluster.crashed == []
+
+
+def test_a_cluster_without_metrics_replicates_and_serves_an_empty_metrics(tmp_path):
+    cluster = Cluster(tmp_path, MEMORY, metrics=False)
+    with two_nodes(cluster) as (master, secondary):
         answer = http.post(master.url + "/", {"message": "m", "w": 2, "id": 1})
         assert answer.status == 201 and answer.body["acked_by"] == ["master", "s1"]
         for node in (master, secondary):
             scraped = http.get(node.url + "/metrics")
             assert scraped.status == 200 and scraped.raw == b""
         assert http_json("GET", secondary.url + "/")["messages"][0]["message"] == "m"
-    finally:
-        cluster.stop()
-    assert cluster.crashed == []
     assert [i for i in cluster.log_issues() if i["level"] != "warning"] == []
 
 
 def test_switchable_nodes_count_only_while_switched_on(tmp_path):
     from bench.__main__ import switch_metrics, writes_ok_counted
 
-    cluster = Cluster(tmp_path, MEMORY, switchable=True)
-    try:
-        master = cluster.master(1)
-        secondary = cluster.secondary("s1", master)
-        wait_for(
-            lambda: http_json("GET", master.url + "/health")["status"] == "ok",
-            what="the master has quorum",
-        )
+    with two_nodes(Cluster(tmp_path, MEMORY, switchable=True)) as (master, secondary):
         assert http.post(master.url + "/", {"message": "on", "w": 2, "id": 1}).status == 201
         assert writes_ok_counted(master) == 1
         switch_metrics([master, secondary], on=False)
@@ -67,6 +69,3 @@ def test_switchable_nodes_count_only_while_switched_on(tmp_path):
         switch_metrics([master, secondary], on=True)
         assert http.post(master.url + "/", {"message": "on", "w": 2, "id": 3}).status == 201
         assert writes_ok_counted(master) == 2
-    finally:
-        cluster.stop()
-    assert cluster.crashed == []

@@ -38,15 +38,7 @@ def test_a_master_on_a_terminal_logs_coloured_console_lines(tmp_path):
     port = free_port(host)
     term = Terminal()
     try:
-        proc = subprocess.Popen(
-            master_argv(host, port),
-            stdout=term.slave,
-            stderr=term.slave,
-            stdin=subprocess.DEVNULL,
-            env=node_env(),
-            cwd=tmp_path,
-        )
-        term.close_slave()
+        proc = term.spawn(master_argv(host, port), env=node_env(), cwd=tmp_path)
         out = term.read_until(lambda b: b"listening" in b, 30, "the master's listening event")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -151,15 +143,7 @@ def test_replog_up_on_a_terminal_shows_coloured_console_lines_per_node(tmp_path)
     port = free_port(host)
     term = Terminal()
     try:
-        proc = subprocess.Popen(
-            up_argv(host, port),
-            stdout=term.slave,
-            stderr=term.slave,
-            stdin=subprocess.DEVNULL,
-            env=node_env(),
-            cwd=tmp_path,
-        )
-        term.close_slave()
+        proc = term.spawn(up_argv(host, port), env=node_env(), cwd=tmp_path)
 
         def plain(output: bytes) -> str:
             return re.sub(r"\x1b\[[0-9;]*m", "", output.decode(errors="replace"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client as httpclient
-import json
 import signal
 import socket
 import time
@@ -13,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from support.cluster import messages
+from support.sse_client import EventStream
 from support.waiting import wait_until
 from tools.harness import http
 
@@ -22,43 +22,6 @@ SLOW_DELAY = 1.0
 LONG_WAIT = 20
 # Master flags that keep a paused secondary counted for quorum for as long as a test runs.
 PATIENT = ["--suspect-after", "20", "--unhealthy-after", "60"]
-
-
-class EventStream:
-    """A blocking Server-Sent Events client of `GET /stream`."""
-
-    def __init__(self, url: str, last_event_id: int | str | None = None, timeout: float = 10):
-        parts = urlsplit(url)
-        self.conn = httpclient.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-        headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        self.conn.request("GET", path, headers=headers)
-        self.response = self.conn.getresponse()
-
-    def next_event(self) -> dict | None:
-        """The next event as {"id", "data"} (comments skipped); None once the stream ended."""
-        event: dict = {}
-        while True:
-            line = self.response.readline()
-            if not line:
-                return None
-            text = line.decode().rstrip("\n")
-            if text.startswith(":"):
-                continue
-            if not text:
-                if event:
-                    return event
-                continue
-            field, _, value = text.partition(": ")
-            event[field] = json.loads(value) if field == "data" else value
-
-    def take(self, count: int) -> list[dict]:
-        events = [self.next_event() for _ in range(count)]
-        assert None not in events, events
-        return events  # type: ignore[return-value]
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def seqs(events: list[dict]) -> list[int]:

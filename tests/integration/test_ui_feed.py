@@ -3,35 +3,22 @@ ends it at once."""
 
 from __future__ import annotations
 
-import http.client as httpclient
-import json
-from urllib.parse import urlsplit
+from support.sse_client import EventStream
 
 
-class SnapshotFeed:
+class SnapshotFeed(EventStream):
     """A blocking reader of `GET /ui/events`."""
 
     def __init__(self, url: str, timeout: float = 10) -> None:
-        parts = urlsplit(url)
-        self.conn = httpclient.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-        self.conn.request("GET", "/ui/events")
-        self.response = self.conn.getresponse()
+        super().__init__(url + "/ui/events", timeout=timeout)
 
     def next(self) -> dict | None:
         """The next snapshot; None once the feed ended."""
-        event: dict = {}
-        while True:
-            line = self.response.readline()
-            if not line:
-                return None
-            text = line.decode().rstrip("\n")
-            if not text:
-                if event:
-                    assert event["event"] == "snapshot", event
-                    return json.loads(event["data"])
-                continue
-            field, _, value = text.partition(": ")
-            event[field] = value
+        event = self.next_event()
+        if event is None:
+            return None
+        assert event["event"] == "snapshot", event
+        return event["data"]
 
     def until(self, predicate, limit: int = 200) -> dict:
         """The first snapshot for which `predicate` holds (within `limit` snapshots: at

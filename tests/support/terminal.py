@@ -6,8 +6,10 @@ import errno
 import os
 import pty
 import select
+import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 ANSI_ESCAPE = b"\x1b["
 
@@ -19,6 +21,14 @@ class Terminal:
         self.master, self.slave = pty.openpty()
         self.output = b""
         self.eof = False
+
+    def spawn(self, argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+        """Start `argv` with this terminal as its stdout and stderr (stdin closed)."""
+        proc = subprocess.Popen(
+            argv, stdout=self.slave, stderr=self.slave, stdin=subprocess.DEVNULL, **popen
+        )
+        self.close_slave()
+        return proc
 
     def close_slave(self) -> None:
         """Our copy of the slave end, once the process has its own (EOF when it exits)."""
