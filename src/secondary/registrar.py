@@ -128,6 +128,9 @@ class Registrar:
 
     async def _register_once(self) -> bool:
         config = self.node.config
+        # /readyz names the master's refusal only while it is the latest answer: an
+        # attempt that ends otherwise (unreachable, an error, success) clears it.
+        self.node.registration_refused = None
         await self.node.settle(SETTLE_SECONDS)
         body = self.node.report()
         try:
@@ -169,7 +172,6 @@ class Registrar:
         if not answer.ok:
             log.info("register_failed", master=config.master_url, error=answer.reason)
             return False
-        self.node.registration_refused = None
         log.info(
             "registered",
             master=config.master_url,

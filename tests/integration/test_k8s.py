@@ -125,7 +125,7 @@ def test_container_has_probes_resources_token_and_a_volume_at_its_data_dir() -> 
     assert secret_volume["secret"]["items"] == [{"key": "token", "path": token_file.name}]
     # Readable by the group the pod's fsGroup gives it, and the process runs in it.
     security = statefulset()["spec"]["template"]["spec"]["securityContext"]
-    assert secret_volume["secret"]["defaultMode"] & 0o040
+    assert secret_volume["secret"]["defaultMode"] == 0o440
     assert security["fsGroup"] == security["runAsGroup"]
     token_mount = next(m for m in spec["volumeMounts"] if m["name"] == secret_volume["name"])
     assert token_mount["mountPath"] == str(token_file.parent) and token_mount["readOnly"]
