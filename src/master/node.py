@@ -672,10 +672,16 @@ class MasterNode:
             secondaries=[(p.secondary_id, p.acked_seq, p.status) for p in log_.secondaries],
         )
 
-    def health(self) -> dict:
-        now = self.clock()
+    def node_status(self) -> str:
+        """`ok`, `read_only` or `recovering` (`/health`, the live page)."""
+        if self.log.epoch is None:
+            return "recovering"
+        return "ok" if self.log.read_only_reason() is None else "read_only"
+
+    def secondary_views(self, now: float) -> list[dict]:
+        """Each secondary as `/health` and the live page show it."""
         last_seq = self.log.last_seq
-        secondaries = [
+        return [
             {
                 "id": p.secondary_id,
                 "url": p.url,
@@ -688,10 +694,13 @@ class MasterNode:
             }
             for p in self.log.secondaries
         ]
+
+    def health(self) -> dict:
+        now = self.clock()
+        last_seq = self.log.last_seq
+        secondaries = self.secondary_views(now)
         reason = self.log.read_only_reason()
-        status = "ok" if reason is None else "read_only"
-        if self.log.epoch is None:
-            status = "recovering"
+        status = self.node_status()
         return {
             "role": "master",
             "status": status,

@@ -48,9 +48,7 @@ def snapshot(node: MasterNode, master_url: str, wall_time: float) -> dict:
     now = node.clock()
     last_seq = log_.last_seq
     reason = log_.read_only_reason()
-    master_status = "ok" if reason is None else "read_only"
-    if log_.epoch is None:
-        master_status = "recovering"
+    master_status = node.node_status()
     nodes: list[dict] = [
         {
             "id": "master",
@@ -62,19 +60,10 @@ def snapshot(node: MasterNode, master_url: str, wall_time: float) -> dict:
             "heartbeat_age_ms": None,
         }
     ]
-    for p in log_.secondaries:
+    for view in node.secondary_views(now):
+        age = view.pop("last_heartbeat_ms_ago")
         nodes.append(
-            {
-                "id": p.secondary_id,
-                "role": "secondary",
-                "url": p.url,
-                "status": str(p.status),
-                "acked_seq": p.acked_seq,
-                "lag": max(0, last_seq - p.acked_seq),
-                "heartbeat_age_ms": (
-                    None if p.last_heard is None else round((now - p.last_heard) * 1000)
-                ),
-            }
+            {**view, "role": "secondary", "status": str(view["status"]), "heartbeat_age_ms": age}
         )
     visible = log_.visible_seq
     tail = []
